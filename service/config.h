@@ -1,0 +1,35 @@
+/*
+ * config: the daemon's settings, read once at start from the command line and the environment
+ * into a const struct. Every setting is one row of the table in config.c
+ * {name, env, type, min, max, default, help}; --help is printed from that table.
+ */
+#ifndef LT_CONFIG_H
+#define LT_CONFIG_H
+
+#include <stddef.h>
+
+struct config {
+    char listen[128];        /* ADDR:PORT, [v6]:PORT */
+    char db[1024];           /* SQLite path */
+    int max_concurrent_runs; /* run threads */
+    int max_queued_runs;     /* admitted runs waiting beyond those */
+    int http_threads;        /* libmicrohttpd thread pool size */
+    int worker_threads;      /* load worker threads per capacity run; 0 = one per core */
+    int quiet;               /* log only errors */
+};
+
+enum config_result {
+    CONFIG_OK = 0,
+    CONFIG_EXIT_OK,   /* --help or --version printed: exit 0 */
+    CONFIG_EXIT_USAGE /* an error was printed: exit 2 */
+};
+
+/* Fills cfg from defaults, then the environment (LOADTESTD_*), then argv (argv wins). Prints
+ * errors, --help and --version on out/err. */
+enum config_result config_load(struct config *cfg, int argc, char **argv, const char *const *envp,
+                               void *out, void *err);
+
+/* Splits cfg->listen into host (no brackets) and port. Returns 0 on success. */
+int config_split_listen(const char *listen, char *host, size_t hostlen, int *port);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * http: the HTTP front of loadtestd on libmicrohttpd — request bodies (capped), the route table
+ * lookup, rendering of JSON answers and errors, one log line per request. The handlers
+ * themselves live in routes.c.
+ */
+#ifndef LT_HTTP_H
+#define LT_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "lt_status.h"
+#include "lt_util.h"
+
+#define HTTP_BODY_MAX (1024 * 1024) /* request bodies above this answer 413 */
+
+struct app; /* routes.c */
+struct http_server;
+
+struct http_request {
+    const char *method; /* "GET", ...; HEAD arrives as "GET" */
+    const char *path;   /* without the query string */
+    void *conn;         /* struct MHD_Connection *, for http_query/http_header */
+    const char *body;   /* NUL-terminated; body_len bytes */
+    size_t body_len;
+    const char *id; /* the {id} segment of the route, or NULL */
+    struct app *app;
+    char log_run[LT_ID_SIZE]; /* handlers set it so the request's log line names the run */
+};
+
+struct http_response {
+    int status;
+    json_t *body; /* owned; NULL for an empty body */
+    char location[96];
+    char etag[96];
+    char allow[64];
+};
+
+typedef void (*http_handler)(struct http_request *req, struct http_response *resp);
+
+struct http_route {
+    const char *method;
+    const char *pattern; /* "/v1/runs/{id}/cancel"; {id} matches one segment */
+    http_handler fn;
+};
+
+/* The only mapping from internal status to HTTP status code. */
+int http_status_for(lt_status st);
+
+/* Sets resp to the error shape for err (status from http_status_for). */
+void http_error(struct http_response *resp, const struct lt_error *err);
+/* Shorthand: builds the lt_error and calls http_error. field may be NULL. */
+void http_fail(struct http_response *resp, lt_status st, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Query parameter or request header of the current request (borrowed), NULL when absent. */
+const char *http_query(const struct http_request *req, const char *name);
+const char *http_header(const struct http_request *req, const char *name);
+/* Calls fn for each query parameter; stops and returns its non-zero value. */
+int http_query_each(const struct http_request *req, int (*fn)(void *opaque, const char *key),
+                    void *opaque);
+
+/* Starts serving routes (borrowed, terminated by a {NULL} row) on host:port with `threads`
+ * threads. *bound_port receives the actual port (for port 0). Returns new; NULL on failure with
+ * a message in errbuf. */
+struct http_server *http_start(const char *host, int port, int threads,
+                               const struct http_route *routes, struct app *app, int *bound_port,
+                               char *errbuf, size_t errlen);
+/* Stops accepting new connections; requests in progress complete. */
+void http_quiesce(struct http_server *s);
+/* Stops and frees. NULL allowed. */
+void http_stop(struct http_server *s);
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * loadtestd: the daemon. Reads its configuration, opens the store (marking runs a dead daemon
+ * left behind as interrupted), starts the run pool and the HTTP server, then waits for a signal.
+ *
+ * Threads: main (this file: start-up, then sigwait for SIGTERM/SIGINT, then shutdown), the
+ * HTTP threads (http.c), the run threads (pool.c) and each runner's own workers. Signals are
+ * blocked in every thread and taken synchronously by main with sigwait, so no handler runs in
+ * an arbitrary thread.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http.h"
+#include "pool.h"
+#include "routes.h"
+#include "store.h"
+
+extern char **environ;
+
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    struct store *st = NULL;
+    struct pool *pool = NULL;
+    struct http_server *http = NULL;
+    struct app app;
+    char host[128];
+    char errbuf[512];
+    int port = 0, bound = 0, interrupted = 0, sig = 0, rc = 1;
+    sigset_t sigs;
+
+    if (argc == 2 && strcmp(argv[1], "--print-routes") == 0) {
+        for (const struct http_route *r = routes_table; r->method; r++)
+            printf("%s %s\n", r->method, r->pattern);
+        return 0;
+    }
+    switch (config_load(&cfg, argc, argv, (const char *const *)environ, stdout, stderr)) {
+    case CONFIG_OK:
+        break;
+    case CONFIG_EXIT_OK:
+        return 0;
+    case CONFIG_EXIT_USAGE:
+        return 2;
+    }
+    lt_log_set_quiet(cfg.quiet);
+    config_split_listen(cfg.listen, host, sizeof(host), &port);
+    if (!is_loopback(host)) {
+        /* There is no authentication yet: anyone who can reach the API could aim load at any
+         * machine the daemon reaches. Serving beyond loopback needs tokens first. */
+        fprintf(stderr,
+                "loadtestd: refusing to listen on %s: without API tokens the daemon only "
+                "serves loopback (127.0.0.0/8, ::1)\n",
+                host);
+        return 2;
+    }
+
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread started below */
+    signal(SIGPIPE, SIG_IGN);
+
+    st = store_open(cfg.db, errbuf, sizeof(errbuf));
+    if (st == NULL) {
+        lt_log("error", "store_open", "db=%s error=\"%s\"", cfg.db, errbuf);
+        goto out;
+    }
+    if (store_mark_interrupted(st, lt_now_ms(), &interrupted) != LT_OK) {
+        lt_log("error", "store_open", "db=%s error=\"cannot mark interrupted runs\"", cfg.db);
+        goto out;
+    }
+    if (interrupted > 0)
+        lt_log("warn", "recovered", "interrupted_runs=%d", interrupted);
+
+    struct pool_config pc = {.max_concurrent = cfg.max_concurrent_runs,
+                             .max_queued = cfg.max_queued_runs,
+                             .runner = {.worker_threads = cfg.worker_threads}};
+    pool = pool_new(st, &pc);
+    if (pool == NULL) {
+        lt_log("error", "start", "error=\"cannot start run threads\"");
+        goto out;
+    }
+    app.store = st;
+    app.pool = pool;
+    http = http_start(host, port, cfg.http_threads, routes_table, &app, &bound, errbuf,
+                      sizeof(errbuf));
+    if (http == NULL) {
+        lt_log("error", "listen", "error=\"%s\"", errbuf);
+        goto out;
+    }
+    lt_log("info", "listening",
+           "addr=%s port=%d db=%s version=%s max_concurrent_runs=%d "
+           "max_queued_runs=%d auth=none targets=loopback",
+           host, bound, cfg.db, LT_VERSION, cfg.max_concurrent_runs, cfg.max_queued_runs);
+
+    for (;;) {
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        lt_log("info", "signal", "signal=%d action=ignored", sig);
+    }
+    lt_log("info", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+    rc = 0;
+out:
+    http_quiesce(http); /* no new connections */
+    pool_free(pool);    /* cancel runs; their partial results are stored */
+    http_stop(http);    /* requests in progress complete */
+    store_free(st);
+    if (rc == 0)
+        lt_log("info", "stopped", "status=0");
+    return rc;
+}

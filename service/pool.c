@@ -1,0 +1,433 @@
+/*
+ * pool: the run scheduler.
+ *
+ * DESIGN
+ * Threads:
+ *   - HTTP threads (libmicrohttpd's pool) call pool_submit and pool_cancel. They never wait on a
+ *     run: both calls take the pool lock for a queue operation and one store write.
+ *   - "run-N" threads (cfg.max_concurrent of them, started by pool_new) each take the oldest
+ *     queued job, mark it running in the store, and call its runner's execute on their own stack.
+ *     While it runs, the runner reports through the sink below; the run thread writes progress
+ *     and per-second points to the store (each write committed before it returns). When execute
+ *     returns, the run thread stores the final status, result and verdict.
+ * Ownership:
+ *   - A job (unmasked spec, cancel flag) is owned by the queue while queued and by its run thread
+ *     while running; the `running` list only lets pool_cancel find it to raise its flag.
+ *   - The store is shared and thread-safe (see store.h).
+ * Lock: one mutex, `lock`, guards queue, running, nqueued, nrunning, stopping and changes;
+ *   `work` is signalled when a job is queued or the pool stops; `changed` is broadcast on every
+ *   run state change. The lock is held across the store insert in pool_submit so the capacity
+ *   check and the admission are one step.
+ * Shutdown (pool_free): stopping is set, queued jobs end cancelled, running jobs get their cancel
+ *   flag raised; run threads finish their job (runners stop within a second) and exit.
+ */
+#define _GNU_SOURCE
+#include "pool.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lt_util.h"
+
+struct job {
+    char id[LT_ID_SIZE];
+    json_t *spec; /* owned; unmasked */
+    const struct runner_ops *ops;
+    atomic_int cancel;
+    int64_t started_mono_ns;
+    int64_t last_point_t; /* highest t stored, for the final log line */
+    struct pool *pool;
+    struct job *next;
+};
+
+struct pool {
+    struct store *store; /* borrowed */
+    struct pool_config cfg;
+    pthread_t *threads;
+    int nthreads;
+
+    pthread_mutex_t lock; /* guards: queue_head, queue_tail, running, nqueued, nrunning,
+                             stopping, changes */
+    pthread_cond_t work;
+    pthread_cond_t changed;
+    struct job *queue_head;
+    struct job *queue_tail;
+    struct job *running; /* jobs executing, linked by next */
+    int nqueued;
+    int nrunning;
+    int stopping;
+    unsigned long changes;
+};
+
+static void job_free(struct job *j)
+{
+    if (j == NULL)
+        return;
+    json_decref(j->spec);
+    free(j);
+}
+
+/* Caller holds p->lock. */
+static void note_change_locked(struct pool *p)
+{
+    p->changes++;
+    pthread_cond_broadcast(&p->changed);
+}
+
+static void log_state(const char *id, const char *kind, enum run_status st, const char *extra)
+{
+    lt_log("info", "run_state", "run=%s kind=%s status=%s%s%s", id, kind, run_status_name(st),
+           extra && *extra ? " " : "", extra ? extra : "");
+}
+
+static void sink_progress(void *opaque, const json_t *progress, const json_t *partial)
+{
+    struct job *j = opaque;
+    char *pj = progress ? json_dumps(progress, JSON_COMPACT) : NULL;
+    char *rj = partial ? json_dumps(partial, JSON_COMPACT) : NULL;
+    struct run_update u = {.status = -1, .only_if_status = RUN_RUNNING};
+    lt_status st;
+
+    u.progress_json = pj;
+    u.result_json = rj;
+    st = store_update_run(j->pool->store, j->id, &u);
+    if (st != LT_OK && st != LT_ERR_CONFLICT)
+        lt_log("error", "store_write", "run=%s what=progress error=%s", j->id, lt_status_code(st));
+    free(pj);
+    free(rj);
+}
+
+static void sink_point(void *opaque, int64_t t, const json_t *point)
+{
+    struct job *j = opaque;
+    char *pj = json_dumps(point, JSON_COMPACT);
+    lt_status st = pj ? store_put_point(j->pool->store, j->id, t, pj) : LT_ERR_NOMEM;
+
+    if (st != LT_OK)
+        lt_log("error", "store_write", "run=%s what=point t=%lld error=%s", j->id, (long long)t,
+               lt_status_code(st));
+    else if (t > j->last_point_t)
+        j->last_point_t = t;
+    free(pj);
+}
+
+static void finish_job(struct pool *p, struct job *j, struct runner_outcome *out)
+{
+    enum run_status final;
+    char *rj = NULL, *vj = NULL, *ej = NULL;
+    struct run_update u = {.status = -1, .only_if_status = RUN_RUNNING};
+    lt_status st;
+    char extra[128];
+
+    if (atomic_load(&j->cancel)) {
+        final = RUN_CANCELLED;
+    } else if (out->error.status != LT_OK) {
+        final = RUN_ERROR;
+        json_t *e = json_pack("{s:s, s:s}", "code",
+                              out->error_code ? out->error_code : lt_status_code(out->error.status),
+                              "message", out->error.message);
+        if (e && out->error.field[0])
+            json_object_set_new(e, "field", json_string(out->error.field));
+        ej = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        json_decref(e);
+    } else if (out->verdict && json_is_true(json_object_get(out->verdict, "pass"))) {
+        final = RUN_PASSED;
+    } else if (out->verdict) {
+        final = RUN_FAILED;
+    } else {
+        final = RUN_ERROR;
+        ej = strdup("{\"code\":\"internal\",\"message\":\"the runner returned no verdict\"}");
+    }
+    if (out->result)
+        rj = json_dumps(out->result, JSON_COMPACT);
+    if (out->verdict && final != RUN_CANCELLED)
+        vj = json_dumps(out->verdict, JSON_COMPACT);
+    u.status = (int) final;
+    u.finished_at_ms = lt_now_ms();
+    u.result_json = rj;
+    u.verdict_json = vj;
+    u.error_json = ej;
+    /* The final write matters more than any other: retry briefly when the disk is full or the
+     * database is locked, then leave the run to be marked interrupted at the next start. */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        st = store_update_run(p->store, j->id, &u);
+        if (st == LT_OK || st == LT_ERR_NOT_FOUND || st == LT_ERR_CONFLICT)
+            break;
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    snprintf(extra, sizeof(extra), "duration_s=%.3f points=%lld",
+             (double)(lt_mono_ns() - j->started_mono_ns) / 1e9, (long long)j->last_point_t);
+    if (st == LT_OK)
+        log_state(j->id, j->ops->kind, final, extra);
+    else
+        lt_log("error", "store_write", "run=%s what=final_status status=%s error=%s", j->id,
+               run_status_name(final), lt_status_code(st));
+    free(rj);
+    free(vj);
+    free(ej);
+}
+
+static void run_job(struct pool *p, struct job *j)
+{
+    struct run_update u = {.status = RUN_RUNNING, .only_if_status = RUN_QUEUED};
+    struct runner_sink sink = {.opaque = j, .progress = sink_progress, .point = sink_point};
+    struct runner_job rj = {.id = j->id,
+                            .spec = j->spec,
+                            .cancel = &j->cancel,
+                            .sink = &sink,
+                            .config = &p->cfg.runner};
+    struct runner_outcome out;
+    lt_status st;
+
+    memset(&out, 0, sizeof(out));
+    u.started_at_ms = lt_now_ms();
+    u.progress_json = "{\"fraction\":0}";
+    st = store_update_run(p->store, j->id, &u);
+    if (st != LT_OK) {
+        /* Cancelled or deleted while queued is impossible (cancel removes it from the queue under
+         * the lock), so this is a store failure: the run stays queued in the store and becomes
+         * interrupted at the next start. */
+        lt_log("error", "store_write", "run=%s what=start error=%s", j->id, lt_status_code(st));
+        return;
+    }
+    j->started_mono_ns = lt_mono_ns();
+    log_state(j->id, j->ops->kind, RUN_RUNNING, NULL);
+    pthread_mutex_lock(&p->lock);
+    note_change_locked(p);
+    pthread_mutex_unlock(&p->lock);
+
+    j->ops->execute(&rj, &out);
+    finish_job(p, j, &out);
+    json_decref(out.result);
+    json_decref(out.verdict);
+}
+
+static void *run_thread(void *arg)
+{
+    struct pool *p = arg;
+
+    for (;;) {
+        struct job *j;
+
+        pthread_mutex_lock(&p->lock);
+        while (p->queue_head == NULL && !p->stopping)
+            pthread_cond_wait(&p->work, &p->lock);
+        if (p->queue_head == NULL) { /* stopping, nothing left */
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
+        j = p->queue_head;
+        p->queue_head = j->next;
+        if (p->queue_head == NULL)
+            p->queue_tail = NULL;
+        p->nqueued--;
+        j->next = p->running;
+        p->running = j;
+        p->nrunning++;
+        pthread_mutex_unlock(&p->lock);
+
+        run_job(p, j);
+
+        pthread_mutex_lock(&p->lock);
+        for (struct job **pp = &p->running; *pp; pp = &(*pp)->next) {
+            if (*pp == j) {
+                *pp = j->next;
+                break;
+            }
+        }
+        p->nrunning--;
+        note_change_locked(p);
+        pthread_mutex_unlock(&p->lock);
+        job_free(j);
+    }
+}
+
+struct pool *pool_new(struct store *st, const struct pool_config *cfg)
+{
+    struct pool *p = calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        return NULL;
+    p->store = st;
+    p->cfg = *cfg;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->changed, NULL);
+    p->threads = calloc((size_t)cfg->max_concurrent, sizeof(pthread_t));
+    if (p->threads == NULL)
+        goto fail;
+    for (int i = 0; i < cfg->max_concurrent; i++) {
+        if (pthread_create(&p->threads[i], NULL, run_thread, p) != 0)
+            goto fail;
+        char name[16];
+        snprintf(name, sizeof(name), "run-%d", i);
+        pthread_setname_np(p->threads[i], name);
+        p->nthreads++;
+    }
+    return p;
+fail:
+    pool_free(p);
+    return NULL;
+}
+
+/* Marks a job that never started as cancelled in the store. */
+static lt_status cancel_queued(struct pool *p, struct job *j)
+{
+    struct run_update u = {.status = RUN_CANCELLED, .only_if_status = RUN_QUEUED};
+    lt_status st;
+
+    u.finished_at_ms = lt_now_ms();
+    st = store_update_run(p->store, j->id, &u);
+    if (st == LT_OK)
+        log_state(j->id, j->ops->kind, RUN_CANCELLED, "while=queued");
+    else
+        lt_log("error", "store_write", "run=%s what=cancel error=%s", j->id, lt_status_code(st));
+    return st;
+}
+
+void pool_free(struct pool *p)
+{
+    struct job *q;
+
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    q = p->queue_head;
+    p->queue_head = p->queue_tail = NULL;
+    p->nqueued = 0;
+    for (struct job *j = p->running; j; j = j->next)
+        atomic_store(&j->cancel, 1);
+    pthread_cond_broadcast(&p->work);
+    note_change_locked(p);
+    pthread_mutex_unlock(&p->lock);
+    while (q) {
+        struct job *next = q->next;
+        cancel_queued(p, q);
+        job_free(q);
+        q = next;
+    }
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    pthread_cond_destroy(&p->changed);
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
+                      const struct runner_ops *ops)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    lt_status st;
+
+    if (j == NULL) {
+        json_decref(spec);
+        return LT_ERR_NOMEM;
+    }
+    memcpy(j->id, rec->id, sizeof(j->id));
+    j->spec = spec;
+    j->ops = ops;
+    j->pool = p;
+    atomic_init(&j->cancel, 0);
+
+    pthread_mutex_lock(&p->lock);
+    if (p->stopping) {
+        st = LT_ERR_UNAVAILABLE;
+    } else if (p->nqueued + p->nrunning >= p->cfg.max_concurrent + p->cfg.max_queued) {
+        st = LT_ERR_TOO_MANY_RUNS;
+    } else {
+        rec->status = RUN_QUEUED;
+        st = store_insert_run(p->store, rec);
+    }
+    if (st == LT_OK) {
+        if (p->queue_tail)
+            p->queue_tail->next = j;
+        else
+            p->queue_head = j;
+        p->queue_tail = j;
+        p->nqueued++;
+        log_state(rec->id, ops->kind, RUN_QUEUED, NULL);
+        note_change_locked(p);
+        pthread_cond_signal(&p->work);
+        j = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    job_free(j);
+    return st;
+}
+
+lt_status pool_cancel(struct pool *p, const char *id)
+{
+    struct job *found = NULL;
+    lt_status st = LT_OK;
+
+    pthread_mutex_lock(&p->lock);
+    for (struct job *j = p->running; j; j = j->next) {
+        if (strcmp(j->id, id) == 0) {
+            atomic_store(&j->cancel, 1);
+            pthread_mutex_unlock(&p->lock);
+            lt_log("info", "run_cancel", "run=%s while=running", id);
+            return LT_OK;
+        }
+    }
+    for (struct job **pp = &p->queue_head; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->id, id) != 0)
+            continue;
+        found = *pp;
+        /* Stored while holding the lock, so no run thread can take the job meanwhile and a GET
+         * after this answer sees cancelled. When the store refuses, the job stays queued. */
+        st = cancel_queued(p, found);
+        if (st != LT_OK)
+            break;
+        *pp = found->next;
+        if (p->queue_tail == found) {
+            p->queue_tail = NULL;
+            for (struct job *t = p->queue_head; t; t = t->next)
+                p->queue_tail = t;
+        }
+        p->nqueued--;
+        note_change_locked(p);
+        break;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (found == NULL)
+        return LT_ERR_NOT_FOUND;
+    if (st == LT_OK)
+        job_free(found);
+    return st;
+}
+
+void pool_counts(struct pool *p, int *running, int *queued)
+{
+    pthread_mutex_lock(&p->lock);
+    *running = p->nrunning;
+    *queued = p->nqueued;
+    pthread_mutex_unlock(&p->lock);
+}
+
+unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms)
+{
+    struct timespec deadline;
+    unsigned long now;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->lock);
+    while (p->changes == seen) {
+        if (pthread_cond_timedwait(&p->changed, &p->lock, &deadline) != 0)
+            break;
+    }
+    now = p->changes;
+    pthread_mutex_unlock(&p->lock);
+    return now;
+}

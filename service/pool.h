@@ -1,0 +1,50 @@
+/*
+ * pool: the run scheduler — a bounded queue of accepted runs and a fixed set of run threads
+ * that execute them through the runner interface. See the DESIGN comment in pool.c.
+ */
+#ifndef LT_POOL_H
+#define LT_POOL_H
+
+#include <jansson.h>
+
+#include "lt_status.h"
+#include "runner.h"
+#include "store.h"
+
+struct pool;
+
+struct pool_config {
+    int max_concurrent;          /* run threads: runs executing at once (1..64) */
+    int max_queued;              /* runs waiting beyond those (0..10000) */
+    struct runner_config runner; /* handed to every runner */
+};
+
+/* Starts the run threads. st is borrowed and must outlive the pool. Returns new; NULL on
+ * failure. */
+struct pool *pool_new(struct store *st, const struct pool_config *cfg);
+
+/* Cancels every run (running ones end "cancelled" with their partial results stored, queued
+ * ones end "cancelled" without starting), joins the threads and frees the pool. NULL allowed. */
+void pool_free(struct pool *p);
+
+/* Admits a run: stores rec (status queued; rec->seq and rec->version are set) and queues it,
+ * atomically with respect to the capacity check. spec is the unmasked validated spec: the pool
+ * takes ownership of it whatever the outcome. ops is borrowed (static). Returns
+ * LT_ERR_TOO_MANY_RUNS when max_concurrent + max_queued runs are already admitted and not
+ * finished, LT_ERR_UNAVAILABLE when shutting down or the store cannot write. */
+lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
+                      const struct runner_ops *ops);
+
+/* Asks run id to stop. A queued run ends cancelled at once; a running one is told to stop and
+ * ends cancelled when its runner returns. LT_ERR_NOT_FOUND when the run is not queued or running
+ * in this pool. */
+lt_status pool_cancel(struct pool *p, const char *id);
+
+/* Number of runs currently executing and waiting. */
+void pool_counts(struct pool *p, int *running, int *queued);
+
+/* Blocks until a state change of any run happens or timeout_ms passes (for long-polls and
+ * tests). Returns the change counter. */
+unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms);
+
+#endif

@@ -1,0 +1,435 @@
+/*
+ * routes: handlers of the REST API. Each one validates, reads or writes the store, or hands a
+ * run to the pool; none of them waits for a run. Errors go through http_fail, whose status comes
+ * from the one lt_status -> HTTP mapping in http.c.
+ */
+#define _GNU_SOURCE
+#include "routes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spec.h"
+
+#define LIST_LIMIT_DEFAULT   50
+#define LIST_LIMIT_MAX       1000
+#define POINTS_LIMIT_DEFAULT 3600
+#define POINTS_LIMIT_MAX     86400
+
+/* Parses stored JSON text; NULL text or a decode failure gives JSON null. */
+static json_t *load_or_null(const char *text)
+{
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+    return v ? v : json_null();
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+    char buf[LT_TIME_SIZE];
+
+    if (ms == 0)
+        return json_null();
+    lt_format_time(ms, buf);
+    return json_string(buf);
+}
+
+json_t *routes_run_document(const struct run_record *r, int full)
+{
+    json_t *doc = json_object();
+
+    json_object_set_new(doc, "id", json_string(r->id));
+    json_object_set_new(doc, "kind", json_string(r->kind));
+    json_object_set_new(doc, "name", r->name ? json_string(r->name) : json_null());
+    json_object_set_new(doc, "status", json_string(run_status_name(r->status)));
+    json_object_set_new(doc, "created_at", time_or_null(r->created_at_ms));
+    json_object_set_new(doc, "started_at", time_or_null(r->started_at_ms));
+    json_object_set_new(doc, "finished_at", time_or_null(r->finished_at_ms));
+    if (full) {
+        json_t *progress = load_or_null(r->progress_json);
+        if (json_is_null(progress)) {
+            json_decref(progress);
+            progress = json_pack("{s:f}", "fraction", 0.0);
+        }
+        json_object_set_new(doc, "spec", load_or_null(r->spec_json));
+        json_object_set_new(doc, "progress", progress);
+        json_object_set_new(doc, "result", load_or_null(r->result_json));
+        json_object_set_new(doc, "verdict", load_or_null(r->verdict_json));
+        json_object_set_new(doc, "error", load_or_null(r->error_json));
+    } else {
+        json_t *v = load_or_null(r->verdict_json);
+        if (json_is_object(v)) {
+            json_t *sum = json_pack("{s:O, s:O}", "pass", json_object_get(v, "pass"), "summary",
+                                    json_object_get(v, "summary"));
+            json_decref(v);
+            v = sum;
+        }
+        json_object_set_new(doc, "verdict", v);
+    }
+    return doc;
+}
+
+static void run_etag(const struct run_record *r, char *out, size_t outlen, const char *suffix)
+{
+    snprintf(out, outlen, "\"%s-v%lld%s\"", r->id, (long long)r->version, suffix ? suffix : "");
+}
+
+/* 1 when the request's If-None-Match names etag (or is "*"). */
+static int etag_matches(const struct http_request *req, const char *etag)
+{
+    const char *inm = http_header(req, "If-None-Match");
+    size_t n = strlen(etag);
+
+    if (inm == NULL)
+        return 0;
+    if (strcmp(inm, "*") == 0)
+        return 1;
+    /* A list of tags, possibly weak (W/"..."): look for ours as a whole item. */
+    for (const char *p = strstr(inm, etag); p; p = strstr(p + 1, etag)) {
+        char after = p[n];
+        if (after == '\0' || after == ',' || after == ' ')
+            return 1;
+    }
+    return 0;
+}
+
+/* Fetches run req->id into r, answering 404 / 503 itself. Returns 0 when found. */
+static int fetch_run(struct http_request *req, struct http_response *resp, struct run_record *r)
+{
+    lt_status st = store_get_run(req->app->store, req->id, r);
+
+    if (st == LT_OK) {
+        snprintf(req->log_run, sizeof(req->log_run), "%s", r->id);
+        return 0;
+    }
+    if (st == LT_ERR_NOT_FOUND)
+        http_fail(resp, st, NULL, "no run with id '%s'", req->id);
+    else
+        http_fail(resp, st, NULL, "the run store cannot be read: %s", lt_status_code(st));
+    return -1;
+}
+
+static void h_healthz(struct http_request *req, struct http_response *resp)
+{
+    (void)req;
+    resp->body = json_pack("{s:s}", "status", "ok");
+}
+
+static void h_version(struct http_request *req, struct http_response *resp)
+{
+    (void)req;
+    resp->body = json_pack("{s:s, s:s}", "version", LT_VERSION, "api", "v1");
+}
+
+static void h_create_run(struct http_request *req, struct http_response *resp)
+{
+    struct lt_error err;
+    json_t *spec = NULL;
+    json_t *masked = NULL;
+    const struct runner_ops *ops = NULL;
+    struct run_record rec;
+    lt_status st;
+    const char *name;
+
+    memset(&err, 0, sizeof(err));
+    memset(&rec, 0, sizeof(rec));
+    st = spec_parse(req->body, req->body_len, &spec, &masked, &ops, &err);
+    if (st != LT_OK) {
+        http_error(resp, &err);
+        return;
+    }
+    lt_new_run_id(rec.id);
+    snprintf(rec.kind, sizeof(rec.kind), "%s", ops->kind);
+    name = json_string_value(json_object_get(spec, "name"));
+    rec.name = name ? strdup(name) : NULL;
+    rec.created_at_ms = lt_now_ms();
+    rec.spec_json = json_dumps(masked, JSON_COMPACT);
+    json_decref(masked);
+    if (rec.spec_json == NULL || (name && rec.name == NULL)) {
+        json_decref(spec);
+        http_fail(resp, LT_ERR_NOMEM, NULL, "out of memory");
+        goto out;
+    }
+    st = pool_submit(req->app->pool, &rec, spec, ops); /* takes spec */
+    if (st == LT_ERR_TOO_MANY_RUNS) {
+        http_fail(resp, st, NULL,
+                  "the run queue is full; wait for runs to finish or cancel some, then retry");
+        goto out;
+    }
+    if (st != LT_OK) {
+        http_fail(resp, st, NULL, "the run could not be stored: %s", lt_status_code(st));
+        goto out;
+    }
+    snprintf(req->log_run, sizeof(req->log_run), "%s", rec.id);
+    resp->status = 202;
+    snprintf(resp->location, sizeof(resp->location), "/v1/runs/%s", rec.id);
+    run_etag(&rec, resp->etag, sizeof(resp->etag), NULL);
+    resp->body = routes_run_document(&rec, 1);
+out:
+    run_record_clear(&rec);
+}
+
+static int parse_int_param(const char *s, long min, long max, long *out)
+{
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+struct allowed_params {
+    const char *const *names;
+    char bad[64];
+};
+
+static int check_param(void *opaque, const char *key)
+{
+    struct allowed_params *a = opaque;
+
+    for (const char *const *n = a->names; *n; n++) {
+        if (strcmp(*n, key) == 0)
+            return 0;
+    }
+    snprintf(a->bad, sizeof(a->bad), "%s", key);
+    return 1;
+}
+
+/* Rejects unknown query parameters, so a typo ("stauts=") never passes silently. */
+static int only_params(struct http_request *req, struct http_response *resp,
+                       const char *const *names)
+{
+    struct allowed_params a = {names, ""};
+
+    if (http_query_each(req, check_param, &a) == 0)
+        return 0;
+    http_fail(resp, LT_ERR_INVALID_PARAM, a.bad, "unknown query parameter '%s'", a.bad);
+    return -1;
+}
+
+struct list_ctx {
+    json_t *runs;
+    int64_t last_seq;
+};
+
+static int list_cb(void *opaque, const struct run_record *r)
+{
+    struct list_ctx *c = opaque;
+
+    json_array_append_new(c->runs, routes_run_document(r, 0));
+    c->last_seq = r->seq;
+    return 0;
+}
+
+static void h_list_runs(struct http_request *req, struct http_response *resp)
+{
+    static const char *const names[] = {"kind", "status", "name", "limit", "cursor", NULL};
+    struct run_filter f = {.status = -1, .limit = LIST_LIMIT_DEFAULT};
+    struct list_ctx c = {NULL, 0};
+    const char *v;
+    long n;
+    int more = 0;
+    int known;
+    lt_status st;
+
+    if (only_params(req, resp, names) != 0)
+        return;
+    if ((v = http_query(req, "kind")) != NULL) {
+        if (runner_find(v, &known) == NULL && !known) {
+            http_fail(resp, LT_ERR_INVALID_PARAM, "kind",
+                      "kind must be capacity, ratelimit or generate");
+            return;
+        }
+        f.kind = v;
+    }
+    if ((v = http_query(req, "status")) != NULL) {
+        f.status = run_status_parse(v);
+        if (f.status < 0) {
+            http_fail(resp, LT_ERR_INVALID_PARAM, "status",
+                      "status must be queued, running, passed, failed, error, cancelled or "
+                      "interrupted");
+            return;
+        }
+    }
+    if ((v = http_query(req, "name")) != NULL) {
+        if (strlen(v) > SPEC_NAME_MAX) {
+            http_fail(resp, LT_ERR_INVALID_PARAM, "name", "name is longer than %d characters",
+                      SPEC_NAME_MAX);
+            return;
+        }
+        f.name = v;
+    }
+    if ((v = http_query(req, "limit")) != NULL) {
+        if (parse_int_param(v, 1, LIST_LIMIT_MAX, &n) != 0) {
+            http_fail(resp, LT_ERR_INVALID_PARAM, "limit", "limit must be an integer from 1 to %d",
+                      LIST_LIMIT_MAX);
+            return;
+        }
+        f.limit = (int)n;
+    }
+    if ((v = http_query(req, "cursor")) != NULL) {
+        if (parse_int_param(v, 1, 0x7fffffffL, &n) != 0) {
+            http_fail(resp, LT_ERR_INVALID_PARAM, "cursor",
+                      "cursor must be a next_cursor value from an earlier answer");
+            return;
+        }
+        f.before_seq = n;
+    }
+    c.runs = json_array();
+    st = store_list_runs(req->app->store, &f, list_cb, &c, &more);
+    if (st != LT_OK) {
+        json_decref(c.runs);
+        http_fail(resp, st, NULL, "the run store cannot be read: %s", lt_status_code(st));
+        return;
+    }
+    json_t *cursor = json_null();
+    if (more) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%lld", (long long)c.last_seq);
+        json_decref(cursor);
+        cursor = json_string(buf);
+    }
+    resp->body = json_pack("{s:o, s:o}", "runs", c.runs, "next_cursor", cursor);
+}
+
+static void h_get_run(struct http_request *req, struct http_response *resp)
+{
+    static const char *const names[] = {NULL};
+    struct run_record r;
+
+    memset(&r, 0, sizeof(r));
+    if (only_params(req, resp, names) != 0 || fetch_run(req, resp, &r) != 0)
+        return;
+    run_etag(&r, resp->etag, sizeof(resp->etag), NULL);
+    if (etag_matches(req, resp->etag))
+        resp->status = 304;
+    else
+        resp->body = routes_run_document(&r, 1);
+    run_record_clear(&r);
+}
+
+static int points_cb(void *opaque, int64_t t, const char *point_json)
+{
+    json_t *arr = opaque;
+    json_t *p = json_loads(point_json, 0, NULL);
+
+    if (!json_is_object(p)) {
+        json_decref(p);
+        p = json_object();
+    }
+    json_object_set_new(p, "t", json_integer(t));
+    json_array_append_new(arr, p);
+    return 0;
+}
+
+static void h_timeseries(struct http_request *req, struct http_response *resp)
+{
+    static const char *const names[] = {"since", "limit", NULL};
+    struct run_record r;
+    long since = 0, limit = POINTS_LIMIT_DEFAULT;
+    const char *v;
+    char suffix[48];
+    lt_status st;
+
+    memset(&r, 0, sizeof(r));
+    if (only_params(req, resp, names) != 0)
+        return;
+    if ((v = http_query(req, "since")) != NULL && parse_int_param(v, 0, 100000000L, &since)) {
+        http_fail(resp, LT_ERR_INVALID_PARAM, "since",
+                  "since must be an integer second from 0 to 100000000");
+        return;
+    }
+    if ((v = http_query(req, "limit")) != NULL && parse_int_param(v, 1, POINTS_LIMIT_MAX, &limit)) {
+        http_fail(resp, LT_ERR_INVALID_PARAM, "limit", "limit must be an integer from 1 to %d",
+                  POINTS_LIMIT_MAX);
+        return;
+    }
+    if (fetch_run(req, resp, &r) != 0)
+        return;
+    /* Points are written before the progress update of the same second, which bumps the
+     * version, so the run's version also versions its series. */
+    snprintf(suffix, sizeof(suffix), "-ts%ld-%ld", since, limit);
+    run_etag(&r, resp->etag, sizeof(resp->etag), suffix);
+    if (etag_matches(req, resp->etag)) {
+        resp->status = 304;
+        goto out;
+    }
+    json_t *points = json_array();
+    st = store_list_points(req->app->store, r.id, since, (int)limit, points_cb, points);
+    if (st != LT_OK) {
+        json_decref(points);
+        resp->etag[0] = '\0';
+        http_fail(resp, st, NULL, "the run store cannot be read: %s", lt_status_code(st));
+        goto out;
+    }
+    resp->body = json_pack("{s:o}", "points", points);
+out:
+    run_record_clear(&r);
+}
+
+static void h_cancel(struct http_request *req, struct http_response *resp)
+{
+    struct run_record r;
+    lt_status st;
+
+    memset(&r, 0, sizeof(r));
+    if (fetch_run(req, resp, &r) != 0)
+        return;
+    if (run_status_is_final(r.status)) {
+        http_fail(resp, LT_ERR_CONFLICT, NULL, "run %s has already ended (%s)", r.id,
+                  run_status_name(r.status));
+        goto out;
+    }
+    st = pool_cancel(req->app->pool, r.id);
+    if (st == LT_ERR_NOT_FOUND) {
+        /* It ended between the read and the cancel. */
+        http_fail(resp, LT_ERR_CONFLICT, NULL, "run %s has already ended", r.id);
+        goto out;
+    }
+    if (st != LT_OK) {
+        http_fail(resp, st, NULL, "the run could not be cancelled: %s", lt_status_code(st));
+        goto out;
+    }
+    run_record_clear(&r);
+    if (fetch_run(req, resp, &r) != 0)
+        return;
+    resp->status = 202;
+    run_etag(&r, resp->etag, sizeof(resp->etag), NULL);
+    resp->body = routes_run_document(&r, 1);
+out:
+    run_record_clear(&r);
+}
+
+static void h_delete(struct http_request *req, struct http_response *resp)
+{
+    lt_status st = store_delete_run(req->app->store, req->id);
+
+    snprintf(req->log_run, sizeof(req->log_run), "%s", req->id);
+    if (st == LT_OK) {
+        resp->status = 204;
+        return;
+    }
+    if (st == LT_ERR_NOT_FOUND)
+        http_fail(resp, st, NULL, "no run with id '%s'", req->id);
+    else if (st == LT_ERR_CONFLICT)
+        http_fail(resp, st, NULL, "run %s is still queued or running; cancel it first", req->id);
+    else
+        http_fail(resp, st, NULL, "the run could not be deleted: %s", lt_status_code(st));
+}
+
+const struct http_route routes_table[] = {
+    {"GET", "/healthz", h_healthz},
+    {"GET", "/v1/version", h_version},
+    {"POST", "/v1/runs", h_create_run},
+    {"GET", "/v1/runs", h_list_runs},
+    {"GET", "/v1/runs/{id}", h_get_run},
+    {"DELETE", "/v1/runs/{id}", h_delete},
+    {"GET", "/v1/runs/{id}/timeseries", h_timeseries},
+    {"POST", "/v1/runs/{id}/cancel", h_cancel},
+    {NULL, NULL, NULL},
+};

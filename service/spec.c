@@ -1,0 +1,74 @@
+/* spec: decoding and the kind-independent checks of a posted run spec. */
+#include "spec.h"
+
+#include <string.h>
+
+#include "lt_json.h"
+
+lt_status spec_parse(const char *body, size_t len, json_t **spec_out, json_t **masked_out,
+                     const struct runner_ops **ops_out, struct lt_error *err)
+{
+    json_error_t jerr;
+    json_t *spec = NULL;
+    json_t *masked = NULL;
+    const struct runner_ops *ops;
+    const char *kind = NULL;
+    const char *name = NULL;
+    int known = 0;
+    lt_status rc;
+
+    *spec_out = NULL;
+    *masked_out = NULL;
+    *ops_out = NULL;
+    /* Duplicate keys are refused: {"users": 1, "users": 100} must not pass silently. */
+    spec = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (spec == NULL) {
+        rc = lt_error_set(err, LT_ERR_INVALID_JSON, NULL, "invalid JSON at line %d column %d: %s",
+                          jerr.line, jerr.column, jerr.text);
+        goto out;
+    }
+    if (!json_is_object(spec)) {
+        rc = lt_error_set(err, LT_ERR_INVALID_SPEC, "", "the spec must be a JSON object");
+        goto out;
+    }
+    rc = ltj_string(spec, "", "kind", 1, NULL, 1, 32, &kind, err);
+    if (rc != LT_OK)
+        goto out;
+    ops = runner_find(kind, &known);
+    if (!known) {
+        rc = lt_error_set(err, LT_ERR_INVALID_SPEC, "/kind",
+                          "unknown kind '%.32s'; expected capacity, ratelimit or generate", kind);
+        goto out;
+    }
+    if (ops == NULL) {
+        rc = lt_error_set(err, LT_ERR_INVALID_SPEC, "/kind",
+                          "kind '%s' is not available in this build", kind);
+        goto out;
+    }
+    rc = ltj_string(spec, "", "name", 0, NULL, 1, SPEC_NAME_MAX, &name, err);
+    if (rc != LT_OK)
+        goto out;
+    if (json_object_get(spec, "notify") != NULL) {
+        rc = lt_error_set(err, LT_ERR_INVALID_SPEC, "/notify",
+                          "notify is not available in this build");
+        goto out;
+    }
+    rc = ops->validate(spec, err);
+    if (rc != LT_OK)
+        goto out;
+    masked = json_deep_copy(spec);
+    if (masked == NULL) {
+        rc = lt_error_set(err, LT_ERR_NOMEM, NULL, "out of memory");
+        goto out;
+    }
+    if (ops->mask_secrets)
+        ops->mask_secrets(masked);
+    *spec_out = spec;
+    *masked_out = masked;
+    *ops_out = ops;
+    return LT_OK;
+out:
+    json_decref(masked);
+    json_decref(spec);
+    return rc;
+}

@@ -1,0 +1,23 @@
+/*
+ * spec: the kind-independent half of run-spec validation — JSON decoding, the root object,
+ * "kind", "name" — before the kind's own validator (runners/) checks the rest.
+ */
+#ifndef LT_SPEC_H
+#define LT_SPEC_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "lt_status.h"
+#include "runner.h"
+
+#define SPEC_NAME_MAX 200
+
+/* Decodes and validates a posted spec. On LT_OK, *spec is the validated spec with defaults
+ * filled and real secrets (new reference; caller owns), *masked a copy with secrets replaced by
+ * "***" (new; caller owns) and *ops the kind's runner. On failure err names the field and
+ * nothing is returned. */
+lt_status spec_parse(const char *body, size_t len, json_t **spec, json_t **masked,
+                     const struct runner_ops **ops, struct lt_error *err);
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * Unit tests of the run scheduler (service/pool.c) through the runner interface, with a runner
+ * defined here: it reports progress and one point per tick until its time is up or it is
+ * cancelled, then passes, fails or errors as its spec says.
+ */
+#define _GNU_SOURCE
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pool.h"
+#include "store.h"
+
+static atomic_int executed;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Spec: {"ms": run time, "outcome": "pass"|"fail"|"error"} */
+static void fake_execute(const struct runner_job *job, struct runner_outcome *out)
+{
+    int ms = (int)json_integer_value(json_object_get(job->spec, "ms"));
+    const char *outcome = json_string_value(json_object_get(job->spec, "outcome"));
+    int ticks = 0;
+
+    atomic_fetch_add(&executed, 1);
+    for (int elapsed = 0; elapsed < ms && !atomic_load(job->cancel); elapsed += 20) {
+        sleep_ms(20);
+        if (elapsed % 100 == 0) {
+            ticks++;
+            json_t *pt = json_pack("{s:i}", "requests", ticks * 10);
+            json_t *pr = json_pack("{s:f}", "fraction", (double)elapsed / ms);
+            json_t *res = json_pack("{s:i}", "requests", ticks * 10);
+            job->sink->point(job->sink->opaque, ticks, pt);
+            job->sink->progress(job->sink->opaque, pr, res);
+            json_decref(pt);
+            json_decref(pr);
+            json_decref(res);
+        }
+    }
+    out->result = json_pack("{s:i}", "requests", ticks * 10);
+    if (outcome && strcmp(outcome, "error") == 0) {
+        lt_error_set(&out->error, LT_ERR_IO, NULL, "target unreachable: test");
+        out->error_code = "target_unreachable";
+        return;
+    }
+    json_t *checks = json_array();
+    runner_add_check(checks, "p99_ms", "<", 50, outcome && strcmp(outcome, "fail") == 0 ? 80 : 10);
+    out->verdict = runner_verdict_new(checks, "test summary");
+}
+
+static const struct runner_ops fake_ops = {"capacity", NULL, NULL, fake_execute};
+
+static struct store *open_store(char *path, size_t len)
+{
+    char err[256];
+    snprintf(path, len, "/tmp/lt_test_pool_%d_%ld.db", (int)getpid(), (long)lt_mono_ns());
+    return store_open(path, err, sizeof(err));
+}
+
+static void remove_store(const char *path)
+{
+    char p[512];
+    unlink(path);
+    snprintf(p, sizeof(p), "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", path);
+    unlink(p);
+}
+
+static lt_status submit(struct pool *p, int ms, const char *outcome, char id[LT_ID_SIZE])
+{
+    struct run_record rec;
+    lt_status st;
+
+    memset(&rec, 0, sizeof(rec));
+    lt_new_run_id(rec.id);
+    strcpy(rec.kind, "capacity");
+    rec.created_at_ms = lt_now_ms();
+    rec.spec_json = strdup("{\"kind\":\"capacity\"}");
+    st = pool_submit(p, &rec, json_pack("{s:i, s:s}", "ms", ms, "outcome", outcome), &fake_ops);
+    memcpy(id, rec.id, LT_ID_SIZE);
+    run_record_clear(&rec);
+    return st;
+}
+
+static int status_of(struct store *st, const char *id)
+{
+    struct run_record r;
+    int s;
+
+    memset(&r, 0, sizeof(r));
+    if (store_get_run(st, id, &r) != LT_OK)
+        return -1;
+    s = (int)r.status;
+    run_record_clear(&r);
+    return s;
+}
+
+/* Waits up to timeout_ms for run id to reach status want. */
+static int wait_status(struct store *st, const char *id, int want, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        if (status_of(st, id) == want)
+            return 1;
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+static int count_points_cb(void *opaque, int64_t t, const char *json)
+{
+    (void)t;
+    (void)json;
+    (*(int *)opaque)++;
+    return 0;
+}
+
+static void test_outcomes(void)
+{
+    char path[256], a[LT_ID_SIZE], b[LT_ID_SIZE], c[LT_ID_SIZE];
+    struct store *st = open_store(path, sizeof(path));
+    struct pool_config cfg = {.max_concurrent = 2, .max_queued = 4};
+    struct pool *p;
+    struct run_record r;
+
+    REQUIRE(st != NULL);
+    p = pool_new(st, &cfg);
+    REQUIRE(p != NULL);
+    CHECK(submit(p, 150, "pass", a) == LT_OK);
+    CHECK(submit(p, 150, "fail", b) == LT_OK);
+    CHECK(submit(p, 50, "error", c) == LT_OK);
+    CHECK(wait_status(st, a, RUN_PASSED, 5000));
+    CHECK(wait_status(st, b, RUN_FAILED, 5000));
+    CHECK(wait_status(st, c, RUN_ERROR, 5000));
+    memset(&r, 0, sizeof(r));
+    REQUIRE(store_get_run(st, c, &r) == LT_OK);
+    CHECK(r.error_json && strstr(r.error_json, "target_unreachable") != NULL);
+    CHECK(r.result_json != NULL);
+    CHECK(r.verdict_json == NULL);
+    CHECK(r.started_at_ms > 0 && r.finished_at_ms >= r.started_at_ms);
+    run_record_clear(&r);
+    REQUIRE(store_get_run(st, a, &r) == LT_OK);
+    CHECK(r.verdict_json && strstr(r.verdict_json, "\"pass\":true") != NULL);
+    CHECK(r.progress_json != NULL);
+    run_record_clear(&r);
+    int npoints = 0;
+    CHECK(store_list_points(st, a, 0, 100, count_points_cb, &npoints) == LT_OK);
+    CHECK(npoints >= 1);
+    pool_free(p);
+    store_free(st);
+    remove_store(path);
+}
+
+static void test_queue_bounds_and_cancel(void)
+{
+    char path[256], r1[LT_ID_SIZE], r2[LT_ID_SIZE], r3[LT_ID_SIZE], r4[LT_ID_SIZE];
+    struct store *st = open_store(path, sizeof(path));
+    struct pool_config cfg = {.max_concurrent = 1, .max_queued = 2};
+    struct pool *p;
+    int running = -1, queued = -1;
+
+    REQUIRE(st != NULL);
+    atomic_store(&executed, 0);
+    p = pool_new(st, &cfg);
+    REQUIRE(p != NULL);
+    CHECK(submit(p, 10000, "pass", r1) == LT_OK);
+    CHECK(wait_status(st, r1, RUN_RUNNING, 2000));
+    CHECK(submit(p, 10000, "pass", r2) == LT_OK);
+    CHECK(submit(p, 10000, "pass", r3) == LT_OK);
+    /* One running + two queued: the next is refused and nothing is stored for it. */
+    CHECK(submit(p, 10000, "pass", r4) == LT_ERR_TOO_MANY_RUNS);
+    CHECK(status_of(st, r4) == -1);
+    pool_counts(p, &running, &queued);
+    CHECK(running == 1 && queued == 2);
+    CHECK(status_of(st, r2) == RUN_QUEUED);
+
+    /* Cancelling a queued run ends it at once, without executing it. */
+    CHECK(pool_cancel(p, r2) == LT_OK);
+    CHECK(status_of(st, r2) == RUN_CANCELLED);
+    CHECK(pool_cancel(p, r2) == LT_ERR_NOT_FOUND);
+
+    /* Cancelling the running one stops it within a second and keeps what it measured. */
+    int64_t t0 = lt_mono_ns();
+    CHECK(pool_cancel(p, r1) == LT_OK);
+    CHECK(wait_status(st, r1, RUN_CANCELLED, 1000));
+    CHECK(lt_mono_ns() - t0 < 1000000000LL);
+    struct run_record r;
+    memset(&r, 0, sizeof(r));
+    REQUIRE(store_get_run(st, r1, &r) == LT_OK);
+    CHECK(r.result_json != NULL);
+    CHECK(r.verdict_json == NULL);
+    run_record_clear(&r);
+
+    /* r3 moves up and runs; only r1 and r3 ever executed. */
+    CHECK(wait_status(st, r3, RUN_RUNNING, 2000));
+    CHECK(atomic_load(&executed) == 2);
+
+    /* Shutdown cancels what runs, with partial results stored. */
+    pool_free(p);
+    CHECK(status_of(st, r3) == RUN_CANCELLED);
+    store_free(st);
+    remove_store(path);
+}
+
+static void test_shutdown_cancels_queued(void)
+{
+    char path[256], r1[LT_ID_SIZE], r2[LT_ID_SIZE];
+    struct store *st = open_store(path, sizeof(path));
+    struct pool_config cfg = {.max_concurrent = 1, .max_queued = 5};
+    struct pool *p;
+
+    REQUIRE(st != NULL);
+    p = pool_new(st, &cfg);
+    REQUIRE(p != NULL);
+    CHECK(submit(p, 10000, "pass", r1) == LT_OK);
+    CHECK(submit(p, 10000, "pass", r2) == LT_OK);
+    CHECK(wait_status(st, r1, RUN_RUNNING, 2000));
+    int64_t t0 = lt_mono_ns();
+    pool_free(p);
+    CHECK(lt_mono_ns() - t0 < 2000000000LL);
+    CHECK(status_of(st, r1) == RUN_CANCELLED);
+    CHECK(status_of(st, r2) == RUN_CANCELLED);
+    store_free(st);
+    remove_store(path);
+}
+
+static void test_many_concurrent_submits(void)
+{
+    char path[256];
+    char ids[40][LT_ID_SIZE];
+    struct store *st = open_store(path, sizeof(path));
+    struct pool_config cfg = {.max_concurrent = 4, .max_queued = 36};
+    struct pool *p;
+    int ok = 0;
+
+    REQUIRE(st != NULL);
+    p = pool_new(st, &cfg);
+    REQUIRE(p != NULL);
+    for (int i = 0; i < 40; i++)
+        ok += submit(p, 20, "pass", ids[i]) == LT_OK;
+    CHECK(ok == 40);
+    for (int i = 0; i < 40; i++)
+        CHECK(wait_status(st, ids[i], RUN_PASSED, 10000));
+    pool_free(p);
+    store_free(st);
+    remove_store(path);
+}
+
+int main(void)
+{
+    lt_log_set_quiet(1);
+    RUN(test_outcomes);
+    RUN(test_queue_bounds_and_cancel);
+    RUN(test_shutdown_cancels_queued);
+    RUN(test_many_concurrent_submits);
+    return harness_report();
+}
