@@ -2,8 +2,12 @@
  * registry: the table of run kinds. A kind that is part of the API but whose runner has not been
  * built answers "not available" at POST time instead of "unknown kind".
  */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "capacity.h"
 #include "runner.h"
 
 struct kind_entry {
@@ -12,7 +16,7 @@ struct kind_entry {
 };
 
 static const struct kind_entry kinds[] = {
-    {"capacity", NULL},
+    {"capacity", &capacity_ops},
     {"ratelimit", NULL},
     {"generate", NULL},
 };
@@ -29,6 +33,40 @@ const struct runner_ops *runner_find(const char *kind, int *known)
         }
     }
     return NULL;
+}
+
+int runner_url_host(const char *url, char *host, size_t hostlen, int *port)
+{
+    CURLU *u = curl_url();
+    char *h = NULL, *p = NULL, *scheme = NULL;
+    int rc = -1;
+
+    if (u == NULL)
+        return -1;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        goto out;
+    size_t n = strlen(h);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') { /* IPv6 literal */
+        h[n - 1] = '\0';
+        memmove(h, h + 1, n - 1);
+    }
+    char *pct = strchr(h, '%'); /* zone id of a link-local literal: not part of the address */
+    if (pct)
+        *pct = '\0';
+    if (strlen(h) == 0 || strlen(h) >= hostlen)
+        goto out;
+    snprintf(host, hostlen, "%s", h);
+    *port = atoi(p);
+    rc = 0;
+out:
+    curl_free(scheme);
+    curl_free(h);
+    curl_free(p);
+    curl_url_cleanup(u);
+    return rc;
 }
 
 json_t *runner_verdict_new(json_t *checks, const char *summary)

@@ -28,9 +28,13 @@ struct runner_sink {
     void (*point)(void *opaque, int64_t t, const json_t *point);
 };
 
+struct lt_allow;
+
 /* Operator settings a runner may need (from the daemon's configuration). */
 struct runner_config {
-    int worker_threads; /* load worker threads per capacity run; 0 = one per core */
+    int worker_threads;           /* load worker threads per capacity run; 0 = one per core */
+    const struct lt_allow *allow; /* target allowlist; every connection a runner opens must pass
+                                     lt_allow_addr after DNS resolution (NULL: loopback only) */
 };
 
 struct runner_job {
@@ -59,11 +63,22 @@ struct runner_ops {
     void (*mask_secrets)(json_t *spec);
     /* Carries out the run; see the file comment. */
     void (*execute)(const struct runner_job *job, struct runner_outcome *out);
+    /* Calls fn(opaque, host, port, field) for each network endpoint the validated spec would
+     * reach (load target, setup URL, database host), field being the JSON pointer that names
+     * it; returns the first non-zero result of fn, else 0. The service checks each against the
+     * allowlist before admitting the run. NULL only for kinds that reach no network. */
+    int (*each_target)(const json_t *spec,
+                       int (*fn)(void *opaque, const char *host, int port, const char *field),
+                       void *opaque);
 };
 
 /* Looks a kind up. Returns its ops, or NULL; *known is set to 1 when the kind is part of the API
  * (so NULL with known = 1 means "not available in this build"). */
 const struct runner_ops *runner_find(const char *kind, int *known);
+
+/* Splits an http(s) URL into host (IPv6 without brackets) and port (default 80/443).
+ * Returns 0, or -1 when the URL does not parse. */
+int runner_url_host(const char *url, char *host, size_t hostlen, int *port);
 
 /* Builds the verdict object: {"pass": all checks pass, "summary": summary, "checks": checks}.
  * Takes ownership of checks (an array). Returns new. */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { OPT_STR, OPT_INT, OPT_FLAG };
+enum opt_type { OPT_STR, OPT_INT, OPT_FLAG, OPT_LIST /* repeated flags append, comma-separated */ };
 
 struct option_row {
     const char *name; /* long flag without "--" */
@@ -40,6 +40,12 @@ static const struct option_row rows[] = {
      "load worker threads per capacity run (0 = one per core)"},
     {"quiet", "LOADTESTD_QUIET", OPT_FLAG, 0, 1, "0", INT(quiet),
      "log only errors (no per-request lines)"},
+    {"token-file", "LOADTESTD_TOKEN_FILE", OPT_STR, 0, 0, "", STR(token_file),
+     "file of API tokens, lines 'read TOKEN' or 'write TOKEN'; required to listen beyond "
+     "loopback"},
+    {"allow-target", "LOADTESTD_ALLOW_TARGETS", OPT_LIST, 0, 0, "", STR(allow_targets),
+     "targets runs may reach: host[:port], *.domain, IP or CIDR; repeatable or comma-separated "
+     "(default: loopback only)"},
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))
@@ -49,7 +55,22 @@ static int set_value(struct config *cfg, const struct option_row *r, const char 
 {
     char *p = (char *)cfg + r->offset;
 
-    if (r->type == OPT_STR) {
+    if (r->type == OPT_LIST && strcmp(origin, "option") == 0 && p[0] != '\0') {
+        size_t used = strlen(p);
+        if (used + 1 + strlen(val) >= r->size) {
+            fprintf(err, "loadtestd: %s %s: the list is longer than %zu characters\n", origin,
+                    r->name, r->size - 1);
+            return -1;
+        }
+        p[used] = ',';
+        memcpy(p + used + 1, val, strlen(val) + 1);
+        return 0;
+    }
+    if (r->type == OPT_STR || r->type == OPT_LIST) {
+        if (strcmp(origin, "default") == 0 && val[0] == '\0') {
+            p[0] = '\0';
+            return 0;
+        }
         if (strlen(val) >= r->size || val[0] == '\0') {
             fprintf(err, "loadtestd: %s %s: must be 1 to %zu characters\n", origin, r->name,
                     r->size - 1);
@@ -129,6 +150,7 @@ enum config_result config_load(struct config *cfg, int argc, char **argv, const 
             }
         }
     }
+    int list_seen[NROWS] = {0}; /* the first flag of a list replaces the environment's value */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -167,6 +189,10 @@ enum config_result config_load(struct config *cfg, int argc, char **argv, const 
         else {
             fprintf(err, "loadtestd: option '--%s' needs a value\n", name);
             return CONFIG_EXIT_USAGE;
+        }
+        if (r->type == OPT_LIST && !list_seen[r - rows]) {
+            list_seen[r - rows] = 1;
+            ((char *)cfg + r->offset)[0] = '\0';
         }
         if (set_value(cfg, r, val, "option", err) != 0)
             return CONFIG_EXIT_USAGE;

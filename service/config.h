@@ -9,13 +9,15 @@
 #include <stddef.h>
 
 struct config {
-    char listen[128];        /* ADDR:PORT, [v6]:PORT */
-    char db[1024];           /* SQLite path */
-    int max_concurrent_runs; /* run threads */
-    int max_queued_runs;     /* admitted runs waiting beyond those */
-    int http_threads;        /* libmicrohttpd thread pool size */
-    int worker_threads;      /* load worker threads per capacity run; 0 = one per core */
-    int quiet;               /* log only errors */
+    char listen[128];         /* ADDR:PORT, [v6]:PORT */
+    char db[1024];            /* SQLite path */
+    int max_concurrent_runs;  /* run threads */
+    int max_queued_runs;      /* admitted runs waiting beyond those */
+    int http_threads;         /* libmicrohttpd thread pool size */
+    int worker_threads;       /* load worker threads per capacity run; 0 = one per core */
+    int quiet;                /* log only errors */
+    char token_file[1024];    /* bearer tokens ("" = none: loopback only) */
+    char allow_targets[4096]; /* comma-separated allowlist entries ("" = loopback only) */
 };
 
 enum config_result {

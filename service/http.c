@@ -220,6 +220,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
         MHD_add_response_header(r, "ETag", resp->etag);
     if (resp->allow[0])
         MHD_add_response_header(r, "Allow", resp->allow);
+    if (resp->unauthorized)
+        MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"loadtestd\"");
     ctx->status = resp->status;
     rc = MHD_queue_response(conn, (unsigned)resp->status, r);
     MHD_destroy_response(r);
@@ -247,6 +249,22 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
             size_t n = strlen(allow);
             snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "", r->method);
             continue;
+        }
+        enum auth_result ar = routes_authorize(
+            s->app, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), r->need);
+        if (ar == AUTH_MISSING || ar == AUTH_BAD) {
+            resp->unauthorized = 1;
+            http_fail(resp, LT_ERR_UNAUTHORIZED, NULL,
+                      ar == AUTH_MISSING ? "this route needs 'Authorization: Bearer TOKEN'"
+                                         : "the bearer token is not valid");
+            return;
+        }
+        if (ar == AUTH_DENIED) {
+            http_fail(resp, LT_ERR_FORBIDDEN, NULL,
+                      "this token may only read; %s %s needs a "
+                      "write token",
+                      m, r->pattern);
+            return;
         }
         struct http_request req = {.method = m,
                                    .path = url,

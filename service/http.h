@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "auth.h"
 #include "lt_status.h"
 #include "lt_util.h"
 
@@ -34,6 +35,7 @@ struct http_response {
     char location[96];
     char etag[96];
     char allow[64];
+    int unauthorized; /* adds WWW-Authenticate */
 };
 
 typedef void (*http_handler)(struct http_request *req, struct http_response *resp);
@@ -42,7 +44,12 @@ struct http_route {
     const char *method;
     const char *pattern; /* "/v1/runs/{id}/cancel"; {id} matches one segment */
     http_handler fn;
+    enum auth_need need; /* what the bearer token must allow */
 };
+
+/* Implemented by the routes module: checks the Authorization header (may be NULL) of a request
+ * against need with the tokens in force. */
+enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need);
 
 /* The only mapping from internal status to HTTP status code. */
 int http_status_for(lt_status st);

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
+#include "lt_allow.h"
 #include "http.h"
 #include "pool.h"
 #include "routes.h"
@@ -34,6 +36,8 @@ int main(int argc, char **argv)
     struct store *st = NULL;
     struct pool *pool = NULL;
     struct http_server *http = NULL;
+    struct auth *auth = NULL;
+    struct lt_allow *allow = NULL;
     struct app app;
     char host[128];
     char errbuf[512];
@@ -55,14 +59,39 @@ int main(int argc, char **argv)
     }
     lt_log_set_quiet(cfg.quiet);
     config_split_listen(cfg.listen, host, sizeof(host), &port);
-    if (!is_loopback(host)) {
-        /* There is no authentication yet: anyone who can reach the API could aim load at any
-         * machine the daemon reaches. Serving beyond loopback needs tokens first. */
+    if (cfg.token_file[0]) {
+        auth = auth_load(cfg.token_file, errbuf, sizeof(errbuf));
+        if (auth == NULL) {
+            fprintf(stderr, "loadtestd: %s\n", errbuf);
+            return 2;
+        }
+    } else if (!is_loopback(host)) {
+        /* Without tokens anyone who reaches the API could aim load at any target on the
+         * allowlist: serving beyond loopback needs tokens. */
         fprintf(stderr,
-                "loadtestd: refusing to listen on %s: without API tokens the daemon only "
-                "serves loopback (127.0.0.0/8, ::1)\n",
+                "loadtestd: refusing to listen on %s without API tokens: give "
+                "--token-file, or listen on loopback (127.0.0.1, ::1)\n",
                 host);
         return 2;
+    }
+    allow = cfg.allow_targets[0] ? lt_allow_new() : lt_allow_new_default();
+    if (allow == NULL) {
+        fprintf(stderr, "loadtestd: out of memory\n");
+        auth_free(auth);
+        return 1;
+    }
+    if (cfg.allow_targets[0]) {
+        char list[sizeof(cfg.allow_targets)];
+        char *save = NULL;
+        snprintf(list, sizeof(list), "%s", cfg.allow_targets);
+        for (char *e = strtok_r(list, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
+            if (lt_allow_add(allow, e, errbuf, sizeof(errbuf)) != 0) {
+                fprintf(stderr, "loadtestd: --allow-target: %s\n", errbuf);
+                lt_allow_free(allow);
+                auth_free(auth);
+                return 2;
+            }
+        }
     }
 
     sigemptyset(&sigs);
@@ -86,7 +115,7 @@ int main(int argc, char **argv)
 
     struct pool_config pc = {.max_concurrent = cfg.max_concurrent_runs,
                              .max_queued = cfg.max_queued_runs,
-                             .runner = {.worker_threads = cfg.worker_threads}};
+                             .runner = {.worker_threads = cfg.worker_threads, .allow = allow}};
     pool = pool_new(st, &pc);
     if (pool == NULL) {
         lt_log("error", "start", "error=\"cannot start run threads\"");
@@ -94,6 +123,8 @@ int main(int argc, char **argv)
     }
     app.store = st;
     app.pool = pool;
+    app.auth = auth;
+    app.allow = allow;
     http = http_start(host, port, cfg.http_threads, routes_table, &app, &bound, errbuf,
                       sizeof(errbuf));
     if (http == NULL) {
@@ -119,6 +150,8 @@ out:
     pool_free(pool);    /* cancel runs; their partial results are stored */
     http_stop(http);    /* requests in progress complete */
     store_free(st);
+    lt_allow_free(allow);
+    auth_free(auth);
     if (rc == 0)
         lt_log("info", "stopped", "status=0");
     return rc;

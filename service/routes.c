@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lt_allow.h"
 #include "spec.h"
 
 #define LIST_LIMIT_DEFAULT   50
@@ -110,6 +111,30 @@ static int fetch_run(struct http_request *req, struct http_response *resp, struc
     return -1;
 }
 
+enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need)
+{
+    return auth_check(app->auth, authorization, need);
+}
+
+struct target_check {
+    const struct lt_allow *allow;
+    char field[128];
+    char host[256];
+    int port;
+};
+
+static int check_target(void *opaque, const char *host, int port, const char *field)
+{
+    struct target_check *c = opaque;
+
+    if (lt_allow_host(c->allow, host, port))
+        return 0;
+    snprintf(c->field, sizeof(c->field), "%s", field);
+    snprintf(c->host, sizeof(c->host), "%s", host);
+    c->port = port;
+    return 1;
+}
+
 static void h_healthz(struct http_request *req, struct http_response *resp)
 {
     (void)req;
@@ -138,6 +163,17 @@ static void h_create_run(struct http_request *req, struct http_response *resp)
     if (st != LT_OK) {
         http_error(resp, &err);
         return;
+    }
+    if (ops->each_target) {
+        struct target_check tc = {.allow = req->app->allow};
+        if (ops->each_target(spec, check_target, &tc) != 0) {
+            http_fail(resp, LT_ERR_FORBIDDEN_TARGET, tc.field,
+                      "%s port %d is not on this daemon's target allowlist (--allow-target)",
+                      tc.host, tc.port);
+            json_decref(spec);
+            json_decref(masked);
+            return;
+        }
     }
     lt_new_run_id(rec.id);
     snprintf(rec.kind, sizeof(rec.kind), "%s", ops->kind);
@@ -423,13 +459,13 @@ static void h_delete(struct http_request *req, struct http_response *resp)
 }
 
 const struct http_route routes_table[] = {
-    {"GET", "/healthz", h_healthz},
-    {"GET", "/v1/version", h_version},
-    {"POST", "/v1/runs", h_create_run},
-    {"GET", "/v1/runs", h_list_runs},
-    {"GET", "/v1/runs/{id}", h_get_run},
-    {"DELETE", "/v1/runs/{id}", h_delete},
-    {"GET", "/v1/runs/{id}/timeseries", h_timeseries},
-    {"POST", "/v1/runs/{id}/cancel", h_cancel},
-    {NULL, NULL, NULL},
+    {"GET", "/healthz", h_healthz, AUTH_OPEN},
+    {"GET", "/v1/version", h_version, AUTH_READ},
+    {"POST", "/v1/runs", h_create_run, AUTH_WRITE},
+    {"GET", "/v1/runs", h_list_runs, AUTH_READ},
+    {"GET", "/v1/runs/{id}", h_get_run, AUTH_READ},
+    {"DELETE", "/v1/runs/{id}", h_delete, AUTH_WRITE},
+    {"GET", "/v1/runs/{id}/timeseries", h_timeseries, AUTH_READ},
+    {"POST", "/v1/runs/{id}/cancel", h_cancel, AUTH_WRITE},
+    {NULL, NULL, NULL, AUTH_OPEN},
 };

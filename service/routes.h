@@ -8,10 +8,14 @@
 #include "pool.h"
 #include "store.h"
 
+struct lt_allow;
+
 /* Everything a handler may use; borrowed by the HTTP server for its lifetime. */
 struct app {
     struct store *store;
     struct pool *pool;
+    const struct auth *auth;      /* NULL: no tokens (the daemon then serves loopback only) */
+    const struct lt_allow *allow; /* target allowlist */
 };
 
 /* The route table, terminated by a row of NULLs. */

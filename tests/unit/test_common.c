@@ -4,7 +4,12 @@
 #include <string.h>
 
 #include "harness.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "lt_allow.h"
 #include "lt_json.h"
+#include "lt_sha256.h"
 #include "lt_util.h"
 
 static json_t *parse(const char *text)
@@ -111,6 +116,133 @@ static void test_ids_and_times(void)
     CHECK_STR(t, "2026-12-03T16:42:20.123Z");
 }
 
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static void test_sha256_vectors(void)
+{
+    unsigned char d[LT_SHA256_LEN];
+    char h[2 * LT_SHA256_LEN + 1];
+    unsigned char key[20];
+    struct lt_sha256 c;
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+
+    lt_sha256("", 0, d);
+    hex(d, sizeof(d), h);
+    CHECK_STR(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    lt_sha256("abc", 3, d);
+    hex(d, sizeof(d), h);
+    CHECK_STR(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    lt_sha256(two, strlen(two), d);
+    hex(d, sizeof(d), h);
+    CHECK_STR(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* Fed in uneven pieces, the digest is the same. */
+    lt_sha256_init(&c);
+    lt_sha256_update(&c, two, 5);
+    lt_sha256_update(&c, two + 5, 50);
+    lt_sha256_update(&c, two + 55, strlen(two) - 55);
+    lt_sha256_final(&c, d);
+    hex(d, sizeof(d), h);
+    CHECK_STR(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* RFC 4231 test case 1. */
+    memset(key, 0x0b, sizeof(key));
+    lt_hmac_sha256(key, sizeof(key), "Hi There", 8, d);
+    hex(d, sizeof(d), h);
+    CHECK_STR(h, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    CHECK(lt_ct_equal("abcd", "abcd", 4) == 1);
+    CHECK(lt_ct_equal("abcd", "abce", 4) == 0);
+}
+
+static int v4_allowed(const struct lt_allow *a, const char *ip, int port, int name_allowed)
+{
+    struct sockaddr_in s;
+    memset(&s, 0, sizeof(s));
+    s.sin_family = AF_INET;
+    s.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, ip, &s.sin_addr);
+    return lt_allow_addr(a, (struct sockaddr *)&s, name_allowed);
+}
+
+static int v6_allowed(const struct lt_allow *a, const char *ip, int port, int name_allowed)
+{
+    struct sockaddr_in6 s;
+    memset(&s, 0, sizeof(s));
+    s.sin6_family = AF_INET6;
+    s.sin6_port = htons((uint16_t)port);
+    inet_pton(AF_INET6, ip, &s.sin6_addr);
+    return lt_allow_addr(a, (struct sockaddr *)&s, name_allowed);
+}
+
+static void test_allowlist_default_is_loopback(void)
+{
+    struct lt_allow *a = lt_allow_new_default();
+
+    REQUIRE(a != NULL);
+    CHECK(lt_allow_host(a, "127.0.0.1", 80));
+    CHECK(lt_allow_host(a, "127.8.9.10", 8080));
+    CHECK(lt_allow_host(a, "::1", 80));
+    CHECK(lt_allow_host(a, "localhost", 80));
+    CHECK(lt_allow_host(a, "LOCALHOST.", 80));
+    CHECK(!lt_allow_host(a, "10.0.0.1", 80));
+    CHECK(!lt_allow_host(a, "169.254.169.254", 80));
+    CHECK(!lt_allow_host(a, "example.com", 80));
+    CHECK(!lt_allow_host(a, "localhost.example.com", 80));
+    CHECK(!lt_allow_host(a, "::ffff:127.0.0.1", 80));
+    CHECK(!lt_allow_host(a, "::ffff:169.254.169.254", 80));
+    CHECK(!lt_allow_host(a, "fd00:ec2::254", 80));
+    /* Connect-time: a name on the list may reach ordinary addresses, never the denied ones. */
+    CHECK(v4_allowed(a, "127.0.0.1", 80, 0));
+    CHECK(!v4_allowed(a, "10.0.0.1", 80, 0));
+    CHECK(v4_allowed(a, "10.0.0.1", 80, 1));
+    CHECK(!v4_allowed(a, "169.254.169.254", 80, 1));
+    CHECK(!v4_allowed(a, "0.0.0.0", 80, 1));
+    CHECK(v6_allowed(a, "::1", 80, 0));
+    CHECK(!v6_allowed(a, "fe80::1", 80, 1));
+    CHECK(!v6_allowed(a, "fd00:ec2::254", 80, 1));
+    CHECK(!v6_allowed(a, "::ffff:169.254.169.254", 80, 1));
+    CHECK(!v6_allowed(a, "::ffff:10.0.0.1", 80, 1));
+    CHECK(!v6_allowed(a, "64:ff9b::a00:1", 80, 1));
+    CHECK(!v6_allowed(a, "2002:a00:1::1", 80, 1));
+    lt_allow_free(a);
+}
+
+static void test_allowlist_entries(void)
+{
+    struct lt_allow *a = lt_allow_new();
+    char err[200];
+
+    REQUIRE(a != NULL);
+    CHECK(lt_allow_add(a, "api.internal:8443", err, sizeof(err)) == 0);
+    CHECK(lt_allow_add(a, "*.svc.example", err, sizeof(err)) == 0);
+    CHECK(lt_allow_add(a, "10.20.0.0/16", err, sizeof(err)) == 0);
+    CHECK(lt_allow_add(a, "[2001:db8::1]:9000", err, sizeof(err)) == 0);
+    CHECK(lt_allow_add(a, "169.254.169.254", err, sizeof(err)) == 0);
+    CHECK(lt_allow_add(a, "10.0.0.0/33", err, sizeof(err)) != 0);
+    CHECK(strstr(err, "10.0.0.0/33") != NULL);
+    CHECK(lt_allow_add(a, "bad host!", err, sizeof(err)) != 0);
+    CHECK(lt_allow_add(a, "host:0", err, sizeof(err)) != 0);
+    CHECK(lt_allow_add(a, "host:99999", err, sizeof(err)) != 0);
+    CHECK(lt_allow_count(a) == 5);
+    CHECK(lt_allow_host(a, "api.internal", 8443));
+    CHECK(!lt_allow_host(a, "api.internal", 8080));
+    CHECK(lt_allow_host(a, "a.svc.example", 80));
+    CHECK(lt_allow_host(a, "a.b.svc.example", 80));
+    CHECK(!lt_allow_host(a, "svc.example", 80));
+    CHECK(!lt_allow_host(a, "evilsvc.example", 80));
+    CHECK(lt_allow_host(a, "10.20.3.4", 80));
+    CHECK(!lt_allow_host(a, "10.21.3.4", 80));
+    CHECK(lt_allow_host(a, "2001:db8::1", 9000));
+    CHECK(!lt_allow_host(a, "2001:db8::1", 9001));
+    /* Explicitly listed, the metadata address is reachable; nothing else link-local is. */
+    CHECK(lt_allow_host(a, "169.254.169.254", 80));
+    CHECK(!lt_allow_host(a, "169.254.1.1", 80));
+    CHECK(!lt_allow_host(a, "127.0.0.1", 80));
+    lt_allow_free(a);
+}
+
 int main(void)
 {
     lt_log_set_quiet(1);
@@ -119,5 +251,8 @@ int main(void)
     RUN(test_number_bool_string_enum);
     RUN(test_object_and_keys);
     RUN(test_ids_and_times);
+    RUN(test_sha256_vectors);
+    RUN(test_allowlist_default_is_loopback);
+    RUN(test_allowlist_entries);
     return harness_report();
 }

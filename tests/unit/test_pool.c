@@ -55,7 +55,7 @@ static void fake_execute(const struct runner_job *job, struct runner_outcome *ou
     out->verdict = runner_verdict_new(checks, "test summary");
 }
 
-static const struct runner_ops fake_ops = {"capacity", NULL, NULL, fake_execute};
+static const struct runner_ops fake_ops = {.kind = "capacity", .execute = fake_execute};
 
 static struct store *open_store(char *path, size_t len)
 {

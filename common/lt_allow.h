@@ -1,0 +1,51 @@
+/*
+ * lt_allow: the target allowlist. loadtestd aims traffic at other machines on request, so every
+ * target (load URL, webhook, database host) must be on the operator's list. Entries:
+ *   host or host:port     an exact name ("api.internal", "localhost")
+ *   *.domain[:port]       any name below domain
+ *   IP, CIDR, [v6]:port   addresses ("10.1.2.3", "10.0.0.0/8", "::1", "[::1]:8080")
+ * The default list is loopback only: 127.0.0.0/8, ::1 and localhost.
+ *
+ * Checked twice: at POST on the spec's host (lt_allow_host), and on every connection after DNS
+ * resolution (lt_allow_addr), so a name that later resolves elsewhere (DNS rebinding) cannot
+ * reach a denied address. Link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10,
+ * fd00:ec2::254) and IPv6 forms that embed an IPv4 address (::ffff:a.b.c.d, ::a.b.c.d,
+ * 64:ff9b::/96, 2002::/16) are denied unless an address entry covers them explicitly (an IPv4
+ * entry does not open the IPv6 forms that embed its addresses).
+ *
+ * An allowlist is immutable once built, so any thread may read it without a lock.
+ */
+#ifndef LT_ALLOW_H
+#define LT_ALLOW_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct lt_allow;
+
+/* Returns new empty list; NULL on allocation failure. */
+struct lt_allow *lt_allow_new(void);
+/* Returns new list holding the loopback defaults. */
+struct lt_allow *lt_allow_new_default(void);
+void lt_allow_free(struct lt_allow *a);
+
+/* Adds one entry (syntax above). Returns 0, or -1 with a message in err. */
+int lt_allow_add(struct lt_allow *a, const char *entry, char *err, size_t errlen);
+
+/* Number of entries; and entry i as text (borrowed), for logs. */
+size_t lt_allow_count(const struct lt_allow *a);
+const char *lt_allow_entry(const struct lt_allow *a, size_t i);
+
+/* POST-time check: 1 when host (a name, or an IP literal without brackets) at port is allowed
+ * by some entry. */
+int lt_allow_host(const struct lt_allow *a, const char *host, int port);
+
+/* Connect-time check of a resolved address. name_allowed is 1 when the URL's host name itself
+ * matched a name entry (then any address but the always-denied ones is fine); otherwise the
+ * address must be covered by an address entry. Returns 1 when the connection may proceed. */
+int lt_allow_addr(const struct lt_allow *a, const struct sockaddr *sa, int name_allowed);
+
+/* 1 when host matched a name entry (not an address entry) at port. */
+int lt_allow_name_matched(const struct lt_allow *a, const char *host, int port);
+
+#endif
