@@ -66,7 +66,7 @@ struct runner_ops {
     /* Calls fn(opaque, host, port, field) for each network endpoint the validated spec would
      * reach (load target, setup URL, database host), field being the JSON pointer that names
      * it; returns the first non-zero result of fn, else 0. The service checks each against the
-     * allowlist before admitting the run. NULL only for kinds that reach no network. */
+     * allowlist before admitting the run; a kind without it is refused (fail closed). */
     int (*each_target)(const json_t *spec,
                        int (*fn)(void *opaque, const char *host, int port, const char *field),
                        void *opaque);

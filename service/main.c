@@ -132,9 +132,11 @@ int main(int argc, char **argv)
         goto out;
     }
     lt_log("info", "listening",
-           "addr=%s port=%d db=%s version=%s max_concurrent_runs=%d "
-           "max_queued_runs=%d auth=none targets=loopback",
-           host, bound, cfg.db, LT_VERSION, cfg.max_concurrent_runs, cfg.max_queued_runs);
+           "addr=%s port=%d db=%s version=%s max_concurrent_runs=%d max_queued_runs=%d "
+           "auth=%s tokens=%zu allow_targets=\"%s\"",
+           host, bound, cfg.db, LT_VERSION, cfg.max_concurrent_runs, cfg.max_queued_runs,
+           auth ? "bearer" : "none(loopback-only)", auth_count(auth),
+           cfg.allow_targets[0] ? cfg.allow_targets : "127.0.0.0/8,::1,localhost");
 
     for (;;) {
         if (sigwait(&sigs, &sig) != 0)

@@ -164,7 +164,17 @@ static void h_create_run(struct http_request *req, struct http_response *resp)
         http_error(resp, &err);
         return;
     }
-    if (ops->each_target) {
+    /* Fail closed: a kind that cannot say where it will connect is not run at all. */
+    if (ops->each_target == NULL) {
+        http_fail(resp, LT_ERR_INTERNAL, "/kind",
+                  "kind '%s' cannot list its targets, so they cannot be checked against the "
+                  "allowlist",
+                  ops->kind);
+        json_decref(spec);
+        json_decref(masked);
+        return;
+    }
+    {
         struct target_check tc = {.allow = req->app->allow};
         if (ops->each_target(spec, check_target, &tc) != 0) {
             http_fail(resp, LT_ERR_FORBIDDEN_TARGET, tc.field,
