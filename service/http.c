@@ -220,6 +220,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
         MHD_add_response_header(r, "ETag", resp->etag);
     if (resp->allow[0])
         MHD_add_response_header(r, "Allow", resp->allow);
+    if (resp->replayed)
+        MHD_add_response_header(r, "Idempotent-Replayed", "true");
     if (resp->unauthorized)
         MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"loadtestd\"");
     ctx->status = resp->status;

@@ -36,6 +36,7 @@ struct http_response {
     char etag[96];
     char allow[64];
     int unauthorized; /* adds WWW-Authenticate */
+    int replayed;     /* adds Idempotent-Replayed: true */
 };
 
 typedef void (*http_handler)(struct http_request *req, struct http_response *resp);

@@ -147,6 +147,59 @@ static void h_version(struct http_request *req, struct http_response *resp)
     resp->body = json_pack("{s:s, s:s}", "version", LT_VERSION, "api", "v1");
 }
 
+#define IDEMPOTENCY_KEY_MAX 255
+
+/* Answers a retried POST with the run its first attempt created (same status code as the
+ * first answer, so a client that checks for 202 needs no special case), or 409 when the key was
+ * used for another spec. Returns 0 when it answered. */
+static int replay_idempotent(struct http_request *req, struct http_response *resp, const char *key,
+                             const json_t *masked)
+{
+    struct run_record r;
+    json_t *stored;
+    lt_status st;
+    int same;
+
+    memset(&r, 0, sizeof(r));
+    st = store_find_idempotent(req->app->store, key, &r);
+    if (st == LT_ERR_NOT_FOUND)
+        return -1;
+    if (st != LT_OK) {
+        http_fail(resp, st, NULL, "the run store cannot be read: %s", lt_status_code(st));
+        return 0;
+    }
+    snprintf(req->log_run, sizeof(req->log_run), "%s", r.id);
+    stored = json_loads(r.spec_json, 0, NULL);
+    same = stored && json_equal(stored, (json_t *)masked);
+    json_decref(stored);
+    if (!same) {
+        http_fail(resp, LT_ERR_CONFLICT, NULL,
+                  "Idempotency-Key '%s' was already used for run %s with a different spec", key,
+                  r.id);
+    } else {
+        resp->status = 202;
+        resp->replayed = 1;
+        snprintf(resp->location, sizeof(resp->location), "/v1/runs/%s", r.id);
+        run_etag(&r, resp->etag, sizeof(resp->etag), NULL);
+        resp->body = routes_run_document(&r, 1);
+    }
+    run_record_clear(&r);
+    return 0;
+}
+
+static int idempotency_key_ok(const char *key)
+{
+    size_t n = strlen(key);
+
+    if (n == 0 || n > IDEMPOTENCY_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (key[i] < 33 || key[i] > 126)
+            return 0;
+    }
+    return 1;
+}
+
 static void h_create_run(struct http_request *req, struct http_response *resp)
 {
     struct lt_error err;
@@ -156,9 +209,15 @@ static void h_create_run(struct http_request *req, struct http_response *resp)
     struct run_record rec;
     lt_status st;
     const char *name;
+    const char *ikey = http_header(req, "Idempotency-Key");
 
     memset(&err, 0, sizeof(err));
     memset(&rec, 0, sizeof(rec));
+    if (ikey && !idempotency_key_ok(ikey)) {
+        http_fail(resp, LT_ERR_INVALID_PARAM, "Idempotency-Key",
+                  "Idempotency-Key must be 1 to %d visible ASCII characters", IDEMPOTENCY_KEY_MAX);
+        return;
+    }
     st = spec_parse(req->body, req->body_len, &spec, &masked, &ops, &err);
     if (st != LT_OK) {
         http_error(resp, &err);
@@ -170,34 +229,32 @@ static void h_create_run(struct http_request *req, struct http_response *resp)
                   "kind '%s' cannot list its targets, so they cannot be checked against the "
                   "allowlist",
                   ops->kind);
-        json_decref(spec);
-        json_decref(masked);
-        return;
+        goto out;
     }
-    {
-        struct target_check tc = {.allow = req->app->allow};
-        if (ops->each_target(spec, check_target, &tc) != 0) {
-            http_fail(resp, LT_ERR_FORBIDDEN_TARGET, tc.field,
-                      "%s port %d is not on this daemon's target allowlist (--allow-target)",
-                      tc.host, tc.port);
-            json_decref(spec);
-            json_decref(masked);
-            return;
-        }
+    struct target_check tc = {.allow = req->app->allow};
+    if (ops->each_target(spec, check_target, &tc) != 0) {
+        http_fail(resp, LT_ERR_FORBIDDEN_TARGET, tc.field,
+                  "%s port %d is not on this daemon's target allowlist (--allow-target)", tc.host,
+                  tc.port);
+        goto out;
     }
+    if (ikey && replay_idempotent(req, resp, ikey, masked) == 0)
+        goto out;
     lt_new_run_id(rec.id);
     snprintf(rec.kind, sizeof(rec.kind), "%s", ops->kind);
     name = json_string_value(json_object_get(spec, "name"));
     rec.name = name ? strdup(name) : NULL;
+    rec.idempotency_key = ikey ? strdup(ikey) : NULL;
     rec.created_at_ms = lt_now_ms();
     rec.spec_json = json_dumps(masked, JSON_COMPACT);
-    json_decref(masked);
-    if (rec.spec_json == NULL || (name && rec.name == NULL)) {
-        json_decref(spec);
+    if (rec.spec_json == NULL || (name && rec.name == NULL) || (ikey && !rec.idempotency_key)) {
         http_fail(resp, LT_ERR_NOMEM, NULL, "out of memory");
         goto out;
     }
     st = pool_submit(req->app->pool, &rec, spec, ops); /* takes spec */
+    spec = NULL;
+    if (st == LT_ERR_CONFLICT && ikey && replay_idempotent(req, resp, ikey, masked) == 0)
+        goto out; /* a concurrent retry with the same key won the insert */
     if (st == LT_ERR_TOO_MANY_RUNS) {
         http_fail(resp, st, NULL,
                   "the run queue is full; wait for runs to finish or cancel some, then retry");
@@ -213,6 +270,8 @@ static void h_create_run(struct http_request *req, struct http_response *resp)
     run_etag(&rec, resp->etag, sizeof(resp->etag), NULL);
     resp->body = routes_run_document(&rec, 1);
 out:
+    json_decref(spec);
+    json_decref(masked);
     run_record_clear(&rec);
 }
 

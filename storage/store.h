@@ -62,6 +62,8 @@ struct run_record {
     char *verdict_json;  /* object or NULL */
     char *error_json;    /* {"code","message"} or NULL */
     int64_t version;     /* bumped by every change; the ETag is built from id and version */
+    char *idempotency_key; /* Idempotency-Key of the creating POST, or NULL; written by
+                              store_insert_run only (reads leave it NULL) */
 };
 
 /* Frees the strings of r and zeroes it. r may be NULL. */
@@ -83,9 +85,14 @@ struct run_filter {
 struct store *store_open(const char *path, char *errbuf, size_t errlen);
 void store_free(struct store *st);
 
-/* Inserts r (status, created_at, spec_json, name, kind and id set by the caller). Sets r->seq and
- * r->version = 1. */
+/* Inserts r (status, created_at, spec_json, name, kind, id and optionally idempotency_key set by
+ * the caller). Sets r->seq and r->version = 1. LT_ERR_CONFLICT when the id or the idempotency
+ * key is already taken (nothing is stored). */
 lt_status store_insert_run(struct store *st, struct run_record *r);
+
+/* Fills out (caller clears it) with the run whose creating POST carried Idempotency-Key key.
+ * LT_ERR_NOT_FOUND when there is none. */
+lt_status store_find_idempotent(struct store *st, const char *key, struct run_record *out);
 
 /* Fills out (caller clears it) with the run id. */
 lt_status store_get_run(struct store *st, const char *id, struct run_record *out);

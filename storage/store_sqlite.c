@@ -77,6 +77,10 @@ static const char *const migrations[] = {
     " point_json TEXT NOT NULL,"
     " PRIMARY KEY (run_id, t)"
     ") WITHOUT ROWID;",
+    /* 2: Idempotency-Key of the POST that created the run: a retried POST finds its run. */
+    "ALTER TABLE runs ADD COLUMN idempotency_key TEXT;"
+    "CREATE UNIQUE INDEX runs_idempotency_key ON runs(idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -101,6 +105,7 @@ enum stmt_id {
     S_GET_RUN,
     S_LIST_POINTS,
     S_COUNT_BY_STATUS,
+    S_FIND_IDEMPOTENT,
     /* S_LIST_RUNS + mask, mask bit 0 = kind, 1 = status, 2 = name filter present. */
     S_LIST_RUNS,
     S_COUNT = S_LIST_RUNS + 8
@@ -118,8 +123,8 @@ static const char *const stmt_sql[S_LIST_RUNS] = {
     [S_STATUS_OF] = "SELECT status FROM runs WHERE id = ?1",
     [S_INSERT_RUN] = "INSERT INTO runs (id, kind, name, status, created_at_ms, started_at_ms,"
                      " finished_at_ms, spec_json, progress_json, result_json, verdict_json,"
-                     " error_json, version)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1)",
+                     " error_json, version, idempotency_key)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13)",
     /* NULL parameters keep the column: that is the "NULL / 0 = keep" rule of run_update. */
     [S_UPDATE_RUN] = "UPDATE runs SET status = COALESCE(?2, status),"
                      " started_at_ms = COALESCE(?3, started_at_ms),"
@@ -141,6 +146,7 @@ static const char *const stmt_sql[S_LIST_RUNS] = {
     [S_LIST_POINTS] = "SELECT t, point_json FROM points WHERE run_id = ?1 AND t > ?2"
                       " ORDER BY t LIMIT ?3",
     [S_COUNT_BY_STATUS] = "SELECT status, COUNT(*) FROM runs GROUP BY status",
+    [S_FIND_IDEMPOTENT] = "SELECT " RUN_COLUMNS " FROM runs WHERE idempotency_key = ?1",
 };
 
 static const char interrupted_error_json[] =
@@ -214,6 +220,7 @@ void run_record_clear(struct run_record *r)
     free(r->result_json);
     free(r->verdict_json);
     free(r->error_json);
+    free(r->idempotency_key);
     memset(r, 0, sizeof(*r));
 }
 
@@ -738,6 +745,8 @@ lt_status store_insert_run(struct store *st, struct run_record *r)
         rc = bind_text(s, 11, r->verdict_json);
     if (rc == SQLITE_OK)
         rc = bind_text(s, 12, r->error_json);
+    if (rc == SQLITE_OK)
+        rc = bind_text(s, 13, r->idempotency_key);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(s);
         if (rc == SQLITE_DONE)
@@ -999,7 +1008,9 @@ lt_status store_debug_set_max_pages(struct store *st, int pages)
 
 /* ---- reading calls (reader) ---------------------------------------------------------------- */
 
-lt_status store_get_run(struct store *st, const char *id, struct run_record *out)
+/* Reads the one run that statement sid (one text parameter, key) selects. */
+static lt_status get_one(struct store *st, enum stmt_id sid, const char *op, const char *key,
+                         struct run_record *out)
 {
     struct conn *c;
     sqlite3_stmt *s = NULL;
@@ -1008,14 +1019,14 @@ lt_status store_get_run(struct store *st, const char *id, struct run_record *out
 
     if (out != NULL)
         memset(out, 0, sizeof(*out));
-    if (st == NULL || id == NULL || out == NULL)
-        return bad_argument("get_run", "store, id or record");
+    if (st == NULL || key == NULL || out == NULL)
+        return bad_argument(op, "store, key or record");
 
     c = &st->r;
     conn_enter(c);
-    rc = conn_stmt(c, S_GET_RUN, &s);
+    rc = conn_stmt(c, sid, &s);
     if (rc == SQLITE_OK)
-        rc = bind_text(s, 1, id);
+        rc = bind_text(s, 1, key);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) {
@@ -1023,17 +1034,27 @@ lt_status store_get_run(struct store *st, const char *id, struct run_record *out
         goto out;
     }
     if (rc != SQLITE_ROW) {
-        res = sql_fail(c, "get_run", id, rc);
+        res = sql_fail(c, op, sid == S_GET_RUN ? key : NULL, rc);
         goto out;
     }
     res = row_to_record(s, out);
     if (res != LT_OK) {
-        lt_log("error", "store_error", "op=get_run run_id=%s status=%s", id, lt_status_code(res));
+        lt_log("error", "store_error", "op=%s status=%s", op, lt_status_code(res));
         run_record_clear(out);
     }
 out:
     conn_leave(c);
     return res;
+}
+
+lt_status store_get_run(struct store *st, const char *id, struct run_record *out)
+{
+    return get_one(st, S_GET_RUN, "get_run", id, out);
+}
+
+lt_status store_find_idempotent(struct store *st, const char *key, struct run_record *out)
+{
+    return get_one(st, S_FIND_IDEMPOTENT, "find_idempotent", key, out);
 }
 
 lt_status store_list_runs(struct store *st, const struct run_filter *f,

@@ -197,7 +197,53 @@ def test_sigkill_leaves_runs_interrupted():
         t.stop()
 
 
+def test_idempotency_key():
+    import threading
+    t = ltd.Target(ARGS, "latency_target")
+    d = ltd.Daemon(ARGS, extra=["--max-concurrent-runs", "2", "--max-queued-runs", "20"])
+    try:
+        key = {"Idempotency-Key": "ci-build-1234"}
+        a = d.post("/v1/runs", spec(t, duration=1), headers=key)
+        assert a.status == 202 and a.header("Idempotent-Replayed") is None, a
+        first = a.json["id"]
+        b = d.post("/v1/runs", spec(t, duration=1), headers=key)
+        assert b.status == 202 and b.json["id"] == first, b
+        assert b.header("Idempotent-Replayed") == "true" and b.header("Location").endswith(first)
+        c = d.post("/v1/runs", spec(t, duration=2), headers=key)
+        assert c.status == 409 and c.json["error"]["code"] == "conflict", c
+        bad = d.post("/v1/runs", spec(t), headers={"Idempotency-Key": "x" * 300})
+        assert bad.status == 400 and bad.json["error"]["field"] == "Idempotency-Key", bad
+        # Concurrent retries of one POST create one run.
+        ids, errors = [], []
+
+        def retry():
+            try:
+                dd = ltd.Daemon.__new__(ltd.Daemon)
+                dd.__dict__.update(d.__dict__)
+                dd.conn = None
+                ids.append(dd.post("/v1/runs", spec(t, duration=1),
+                                   headers={"Idempotency-Key": "race"}).json["id"])
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+        threads = [threading.Thread(target=retry) for _ in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors, errors
+        assert len(ids) == 8 and len(set(ids)) == 1, ids
+        runs = d.get("/v1/runs").json["runs"]
+        assert len(runs) == 2, [r["id"] for r in runs]
+        d.wait_status(first, {"passed"})
+        # After the run finishes, a retry still finds it.
+        again = d.post("/v1/runs", spec(t, duration=1), headers=key)
+        assert again.json["id"] == first and again.json["status"] == "passed", again
+    finally:
+        d.stop()
+        t.stop()
+
+
 if __name__ == "__main__":
     sys.exit(ltd.run_tests([test_run_to_verdict_etag_and_series, test_listing_filters_and_cursor,
                             test_queue_bound_cancel_and_delete, test_sigterm_cancels_and_exits,
-                            test_sigkill_leaves_runs_interrupted]))
+                            test_sigkill_leaves_runs_interrupted, test_idempotency_key]))

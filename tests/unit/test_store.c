@@ -288,7 +288,7 @@ static void test_open_creates_schema(void)
     db_path(path, sizeof(path), "schema.db");
     st = open_ok(path);
     REQUIRE(st != NULL);
-    CHECK(raw_int(path, "PRAGMA user_version") == 1);
+    CHECK(raw_int(path, "PRAGMA user_version") == 2);
     CHECK(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
                         "('runs', 'points')") == 2);
     CHECK(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN "
@@ -942,12 +942,12 @@ static void test_reopen_keeps_everything(void)
     /* schema_version counts every schema change: a re-run migration would move it. */
     schema_cookie = raw_int(path, "PRAGMA schema_version");
     CHECK(schema_cookie > 0);
-    CHECK(raw_int(path, "PRAGMA user_version") == 1);
+    CHECK(raw_int(path, "PRAGMA user_version") == 2);
 
     st = open_ok(path);
     REQUIRE(st != NULL);
     CHECK(raw_int(path, "PRAGMA schema_version") == schema_cookie);
-    CHECK(raw_int(path, "PRAGMA user_version") == 1);
+    CHECK(raw_int(path, "PRAGMA user_version") == 2);
     for (i = 0; i < 3; i++) {
         REQUIRE(store_get_run(st, ids[i], &got) == LT_OK);
         CHECK(got.seq == seqs[i]);
@@ -1019,7 +1019,55 @@ static void test_failed_migration_rolls_back(void)
     st = open_ok(path);
     CHECK(st != NULL);
     store_free(st);
-    CHECK(raw_int(path, "PRAGMA user_version") == 1);
+    CHECK(raw_int(path, "PRAGMA user_version") == 2);
+}
+
+static void test_idempotency_keys(void)
+{
+    char path[512];
+    struct store *st;
+    struct run_record a, b, got;
+
+    db_path(path, sizeof(path), "idempotency.db");
+    st = open_ok(path);
+    REQUIRE(st != NULL);
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    memset(&got, 0, sizeof(got));
+    snprintf(a.id, sizeof(a.id), "r000000000001aaaaaaaa");
+    snprintf(a.kind, sizeof(a.kind), "capacity");
+    a.spec_json = strdup("{\"kind\":\"capacity\"}");
+    a.idempotency_key = strdup("ci-job-42");
+    a.created_at_ms = 1;
+    REQUIRE(store_insert_run(st, &a) == LT_OK);
+    CHECK(store_find_idempotent(st, "ci-job-42", &got) == LT_OK);
+    CHECK_STR(got.id, a.id);
+    CHECK(got.idempotency_key == NULL);
+    run_record_clear(&got);
+    CHECK(store_find_idempotent(st, "ci-job-43", &got) == LT_ERR_NOT_FOUND);
+
+    /* A second run with the same key is refused and not stored. */
+    b = a;
+    b.spec_json = strdup("{\"kind\":\"capacity\"}");
+    b.idempotency_key = strdup("ci-job-42");
+    snprintf(b.id, sizeof(b.id), "r000000000002bbbbbbbb");
+    CHECK(store_insert_run(st, &b) == LT_ERR_CONFLICT);
+    CHECK(store_get_run(st, b.id, &got) == LT_ERR_NOT_FOUND);
+    CHECK(raw_int(path, "SELECT COUNT(*) FROM runs") == 1);
+
+    /* Runs without a key never collide; deleting the run frees its key. */
+    free(b.idempotency_key);
+    b.idempotency_key = NULL;
+    CHECK(store_insert_run(st, &b) == LT_OK);
+    snprintf(b.id, sizeof(b.id), "r000000000003cccccccc");
+    CHECK(store_insert_run(st, &b) == LT_OK);
+    CHECK(store_update_run(
+              st, a.id, &(struct run_update){.status = RUN_PASSED, .only_if_status = -1}) == LT_OK);
+    CHECK(store_delete_run(st, a.id) == LT_OK);
+    CHECK(store_find_idempotent(st, "ci-job-42", &got) == LT_ERR_NOT_FOUND);
+    run_record_clear(&a);
+    run_record_clear(&b);
+    store_free(st);
 }
 
 static void test_disk_full_then_recovers(void)
@@ -1488,6 +1536,7 @@ int main(void)
     RUN(test_locked_database_then_recovers);
     RUN(test_read_only_file_then_recovers);
     RUN(test_concurrency);
+    RUN(test_idempotency_keys);
 
     rc = harness_report();
     cleanup();
