@@ -161,8 +161,7 @@ static int id_segment_ok(const char *seg, size_t len)
     return 1;
 }
 
-/* Matches path against pattern; on success copies the {id} segment into id (or ""). */
-static int route_match(const char *pattern, const char *path, char id[LT_ID_SIZE])
+int http_route_match(const char *pattern, const char *path, char id[LT_ID_SIZE])
 {
     const char *p = pattern;
     const char *s = path;
@@ -244,7 +243,7 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
         return;
     }
     for (const struct http_route *r = s->routes; r->method; r++) {
-        if (!route_match(r->pattern, url, id))
+        if (!http_route_match(r->pattern, url, id))
             continue;
         path_known = 1;
         if (strcmp(r->method, m) != 0) {
@@ -375,7 +374,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
     size_t n;

@@ -52,6 +52,10 @@ struct http_route {
  * against need with the tokens in force. */
 enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need);
 
+/* 1 when path matches pattern; then id receives the {id} segment (or ""). An {id} is 1 to
+ * LT_ID_SIZE-1 characters of [A-Za-z0-9_-]. */
+int http_route_match(const char *pattern, const char *path, char id[LT_ID_SIZE]);
+
 /* The only mapping from internal status to HTTP status code. */
 int http_status_for(lt_status st);
 
