@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "capacity.h"
+#include "generate.h"
 #include "runner.h"
 
 struct kind_entry {
@@ -18,7 +19,7 @@ struct kind_entry {
 static const struct kind_entry kinds[] = {
     {"capacity", &capacity_ops},
     {"ratelimit", NULL},
-    {"generate", NULL},
+    {"generate", &generate_ops},
 };
 
 const struct runner_ops *runner_find(const char *kind, int *known)

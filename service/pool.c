@@ -37,7 +37,8 @@ struct job {
     const struct runner_ops *ops;
     atomic_int cancel;
     int64_t started_mono_ns;
-    int64_t last_point_t; /* highest t stored, for the final log line */
+    int64_t last_point_t;  /* highest t stored, for the final log line */
+    json_t *last_progress; /* owned; the latest progress reported, completed at the end */
     struct pool *pool;
     struct job *next;
 };
@@ -65,6 +66,7 @@ static void job_free(struct job *j)
 {
     if (j == NULL)
         return;
+    json_decref(j->last_progress);
     json_decref(j->spec);
     free(j);
 }
@@ -92,6 +94,10 @@ static void sink_progress(void *opaque, const json_t *progress, const json_t *pa
 
     u.progress_json = pj;
     u.result_json = rj;
+    if (progress) {
+        json_decref(j->last_progress);
+        j->last_progress = json_deep_copy(progress);
+    }
     st = store_update_run(j->pool->store, j->id, &u);
     if (st != LT_OK && st != LT_ERR_CONFLICT)
         lt_log("error", "store_write", "run=%s what=progress error=%s", j->id, lt_status_code(st));
@@ -116,7 +122,7 @@ static void sink_point(void *opaque, int64_t t, const json_t *point)
 static void finish_job(struct pool *p, struct job *j, struct runner_outcome *out)
 {
     enum run_status final;
-    char *rj = NULL, *vj = NULL, *ej = NULL;
+    char *rj = NULL, *vj = NULL, *ej = NULL, *pj = NULL;
     struct run_update u = {.status = -1, .only_if_status = RUN_RUNNING};
     lt_status st;
     char extra[128];
@@ -142,6 +148,14 @@ static void finish_job(struct pool *p, struct job *j, struct runner_outcome *out
     }
     if (out->result)
         rj = json_dumps(out->result, JSON_COMPACT);
+    /* A run that completed is done: its progress says so, whatever the last report said. */
+    if (final == RUN_PASSED || final == RUN_FAILED) {
+        json_t *pr = j->last_progress ? j->last_progress : json_object();
+        j->last_progress = pr;
+        json_object_set_new(pr, "fraction", json_real(1.0));
+        pj = json_dumps(pr, JSON_COMPACT);
+        u.progress_json = pj;
+    }
     if (out->verdict && final != RUN_CANCELLED)
         vj = json_dumps(out->verdict, JSON_COMPACT);
     u.status = (int) final;
@@ -165,6 +179,7 @@ static void finish_job(struct pool *p, struct job *j, struct runner_outcome *out
     else
         lt_log("error", "store_write", "run=%s what=final_status status=%s error=%s", j->id,
                run_status_name(final), lt_status_code(st));
+    free(pj);
     free(rj);
     free(vj);
     free(ej);

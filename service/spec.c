@@ -21,7 +21,7 @@ lt_status spec_parse(const char *body, size_t len, json_t **spec_out, json_t **m
     *masked_out = NULL;
     *ops_out = NULL;
     /* Duplicate keys are refused: {"users": 1, "users": 100} must not pass silently. */
-    spec = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    spec = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (spec == NULL) {
         rc = lt_error_set(err, LT_ERR_INVALID_JSON, NULL, "invalid JSON at line %d column %d: %s",
                           jerr.line, jerr.column, jerr.text);
