@@ -17,7 +17,9 @@
  *   target.method "GET", target.headers {}, target.bodies [], target.timeout_ms 5000,
  *   target.expect_status ["2xx"]; load.users 1, load.rate_per_user 1, load.duration_s 60,
  *   load.warmup_s 0, load.model "open", load.threads 0 (the daemon's worker_threads, whose own 0
- *   means one per core), load.seed null (derived from the run id), load.max_connections:
+ *   means one per core), load.seed null (derived from the run id), load.engine "auto" (the
+ *   engine's own HTTP/1.1 client for http:// targets, libcurl for the rest; "libcurl" forces
+ *   libcurl), load.max_connections:
  *   closed model = users (one request in flight per user, capped at 20000), open model = 1024
  *   (enough for 10,000 req/s at 100 ms; connections are opened only when needed, and past the
  *   cap requests wait and count as late rather than opening thousands of connections when the
@@ -25,7 +27,8 @@
  *
  * Result: API.md's fields, plus latency_expected_ms (see below), ok_rps, late (requests sent more
  * than 1 ms after they were due), late_waiting_for_connection, max_send_lag_ms, warmup_requests,
- * bytes_received, model, threads, max_connections, peak_connections, forbidden_by_allowlist,
+ * bytes_received, model, threads, engine ("fast-http1" or "libcurl"), max_connections,
+ * peak_connections, forbidden_by_allowlist,
  * error_details (libcurl's message -> count), notes (sentences for a person: lateness, clamped
  * values, partial runs), complete (false when cancelled), threshold_basis (which figure each
  * threshold is checked against) and latency_histogram_ms ([[upper_ms, count], ...], at most 200
@@ -75,12 +78,13 @@ static const char *const top_keys[] = {"kind", "name",       "notify", "target",
                                        "load", "thresholds", NULL};
 static const char *const target_keys[] = {"url",        "method",        "headers", "bodies",
                                           "timeout_ms", "expect_status", NULL};
-static const char *const load_keys[] = {"users",    "rate_per_user", "duration_s",
-                                        "warmup_s", "model",         "max_connections",
-                                        "threads",  "seed",          NULL};
+static const char *const load_keys[] = {
+    "users",           "rate_per_user", "duration_s", "warmup_s", "model",
+    "max_connections", "threads",       "seed",       "engine",   NULL};
 static const char *const methods[] = {"GET",    "POST", "PUT",     "PATCH",
                                       "DELETE", "HEAD", "OPTIONS", NULL};
 static const char *const models[] = {"open", "closed", NULL};
+static const char *const engines[] = {"auto", "libcurl", NULL}; /* index = enum he_engine */
 
 /* The thresholds, in the order their checks are listed. pct < 0: not a percentile. */
 enum thr_kind { THR_LATENCY, THR_ERROR_RATE, THR_RPS };
@@ -307,7 +311,7 @@ static lt_status validate_target(json_t *spec, struct lt_error *err)
 static lt_status validate_load(json_t *spec, struct lt_error *err)
 {
     json_t *load, *seed;
-    int model;
+    int model, engine;
     int64_t users, duration, warmup, conns, threads, def_conns;
     double rate;
     lt_status st;
@@ -342,6 +346,8 @@ static lt_status validate_load(json_t *spec, struct lt_error *err)
                       err)) != LT_OK)
         return st;
     if ((st = ltj_int(load, "/load", "threads", 0, 0, 0, HE_MAX_THREADS, &threads, err)) != LT_OK)
+        return st;
+    if ((st = ltj_enum(load, "/load", "engine", 0, "auto", engines, &engine, err)) != LT_OK)
         return st;
     seed = json_object_get(load, "seed");
     if (seed == NULL) {
@@ -631,6 +637,9 @@ static lt_status plan_build(const struct runner_job *job, struct plan *p, struct
     p->load.warmup_ns = (int64_t)json_integer_value(json_object_get(load, "warmup_s")) * NS_PER_S;
     name = json_string_value(json_object_get(load, "model"));
     p->load.model = name != NULL && strcmp(name, "closed") == 0 ? HE_CLOSED : HE_OPEN;
+    name = json_string_value(json_object_get(load, "engine"));
+    p->target.engine =
+        name != NULL && strcmp(name, "libcurl") == 0 ? HE_ENGINE_LIBCURL : HE_ENGINE_AUTO;
     p->load.max_connections = (int)json_integer_value(json_object_get(load, "max_connections"));
     threads = (int)json_integer_value(json_object_get(load, "threads"));
     if (threads <= 0 && job->config != NULL)
@@ -758,6 +767,7 @@ struct run_state {
     int64_t peak_conns;
     int64_t in_flight_abandoned;
     int complete;
+    const char *engine; /* "fast-http1" or "libcurl": which client ran the requests */
 };
 
 static void add_note(json_t *notes, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -830,6 +840,7 @@ static json_t *result_json(const struct run_state *rs)
         json_object_set_new(r, "latency_histogram_ms", hist_points_json(rs->totals->latency));
         json_object_set_new(r, "forbidden_by_allowlist", json_integer(m->forbidden));
         json_object_set_new(r, "max_send_lag_ms", json_real(ms3(m->max_lag)));
+        json_object_set_new(r, "engine", json_string(rs->engine ? rs->engine : "libcurl"));
     }
     return r;
 }
@@ -1042,11 +1053,13 @@ static void capacity_execute(const struct runner_job *job, struct runner_outcome
     if (e == NULL)
         goto out;
     rs.threads = http_engine_threads(e);
+    rs.engine = http_engine_kind(e);
     lt_log("info", "capacity_start",
-           "run=%s host=%s model=%s users=%d rate_per_user=%g duration_s=%lld threads=%d",
+           "run=%s host=%s model=%s users=%d rate_per_user=%g duration_s=%lld threads=%d "
+           "engine=%s",
            job->id ? job->id : "-", p.host, p.load.model == HE_CLOSED ? "closed" : "open",
            p.load.users, p.load.rate_per_user, (long long)(p.load.duration_ns / NS_PER_S),
-           rs.threads);
+           rs.threads, rs.engine);
     if (http_engine_start(e, &t0, &out->error) != LT_OK)
         goto out;
     measure_start = t0 + p.load.warmup_ns;

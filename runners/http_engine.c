@@ -1,6 +1,7 @@
 /*
  * http_engine: worker threads that send HTTP requests on a schedule with libcurl's multi
- * interface and record latencies without coordinated omission. See http_engine.h for the API.
+ * interface (or, for plain http://, their own HTTP/1.1 client over connections libcurl opens) and
+ * record latencies without coordinated omission. See http_engine.h for the API.
  *
  * DESIGN
  *
@@ -9,7 +10,8 @@
  *                the workers, calls http_engine_collect once per second and stop/join at the end.
  *                Owns `spare` (one he_stats it trades for a worker's published one).
  *   worker[i]    one per load thread, wrk-style. Owns, without any lock: its CURLM, its easy
- *                handles and their slots, its pollfd set and wake eventfd, its part of the
+ *                handles and their slots (fast client: each slot's socket, parser state and
+ *                the receive buffer), its pollfd set and wake eventfd, its part of the
  *                schedule (open model: every
  *                n-th entry of the global schedule; closed model: every n-th user, in a heap keyed
  *                by due time), and `cur`, the he_stats it records into.
@@ -23,7 +25,8 @@
  *   engine.stop  atomic stop flag; a stop also writes each worker's wake eventfd.
  *   worker.sealed, worker.done  atomics the coordinator reads to know a second is complete.
  *
- * The hot path (per request, on a worker): take an idle easy handle (free list) or create one up
+ * The hot path (per request, on a worker; libcurl client, the fast one is below): take an idle
+ * easy handle (free list) or create one up
  * to the per-thread connection cap, set the body pointer when bodies rotate, curl_multi_add_handle;
  * curl_multi_socket_action for curl's timer (which sends it) and later for its socket; on
  * completion read the result and status, record into `cur` (plain counters, hdr_record),
@@ -52,6 +55,32 @@
  * whichever is first) and 1 us timer slack, so a request is sent when due rather than at the
  * next whole millisecond; curl's 0 ms timer means now, never rounded up to 1 ms.
  *
+ * Two clients, chosen once per engine (http_engine_kind says which):
+ *   libcurl      every request is a curl transfer, as described above.
+ *   fast-http1   (target.engine AUTO and an http:// URL without user info): libcurl only opens
+ *                connections. Each slot's easy handle has CURLOPT_CONNECT_ONLY, so DNS, the
+ *                allowlist check in open_socket (on every connection, reconnects included) and the
+ *                connect stay curl's; when that transfer is done the worker dups the socket
+ *                (CURLINFO_ACTIVESOCKET; curl may close its copy whenever it likes, which is why
+ *                ours is shut down, not just closed, when we drop it) and from then on writes the
+ *                request pre-formatted once per body (fp_format: what curl would send) with one
+ *                send(2) (writev-style sendmsg for bodies over 16 KiB) and parses the answer
+ *                with struct h1: status line, Content-Length, chunked, Connection, HTTP/1.0,
+ *                1xx skipped, no body for HEAD/204/304, a body with no length runs to the close;
+ *                bodies are counted and dropped through one 64 KiB buffer per worker, nothing
+ *                allocated per request. The slot's fd sits in the same pfd array (fd_slot[fd]
+ *                tells it from curl's); an idle connection stays watched so a server close
+ *                is seen. A malformed answer or a close mid-answer is an "other" error
+ *                (CURLE_WEIRD_SERVER_REPLY, _PARTIAL_FILE, _GOT_NOTHING, _RECV_ERROR,
+ *                _SEND_ERROR), the connection is dropped and the next request reconnects; a
+ *                reused connection that closes before any byte of the answer gets the request
+ *                resent once on a new one (libcurl does the same). Timeouts: requests in flight
+ *                are kept in sent order (fhead..ftail; one timeout for all, so that is deadline
+ *                order) and the head's deadline bounds the ppoll. Times: sent = when the request
+ *                was given to the client (before any connect, as for libcurl), completion = when
+ *                the answer's last byte was parsed. Per request: one send, one recv (usually),
+ *                a share of one ppoll; ~2 us of user CPU against libcurl's ~24 us.
+ *
  * Per-transfer cost trimmed on curl's side: the URL is parsed once (CURLOPT_CURLU; curl copies
  * the handle instead of re-parsing, ~7%), and an explicit empty CURLOPT_PROXY stops curl reading
  * the *_proxy environment variables on every request (also keeps load off a proxy the allowlist
@@ -62,22 +91,75 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "lt_util.h"
 
-#define NS_PER_S 1000000000LL
+#define NS_PER_S       1000000000LL
+#define RBUF_LEN       65536
+#define FP_INLINE_BODY 16384 /* bodies up to this go out in the same buffer as the headers */
 
 struct worker;
+
+/* The fast client's response parser: one per slot, a byte-driven state machine that keeps only
+ * the first H1_LINE bytes of the line it is in (enough for the status line and the three
+ * headers it reads), so a response of any size goes through without allocation. */
+#define H1_LINE     128
+#define H1_MAX_HEAD (256 * 1024) /* status lines and headers of one response, 1xx included */
+
+enum h1_state {
+    H1_STATUS,     /* status line */
+    H1_HEADER,     /* header lines */
+    H1_BODY,       /* `left` bytes of a Content-Length body */
+    H1_BODY_EOF,   /* a body that ends when the server closes */
+    H1_CHUNK_SIZE, /* a chunk-size line */
+    H1_CHUNK_DATA, /* `left` bytes of chunk data */
+    H1_CHUNK_END,  /* the CRLF after chunk data */
+    H1_TRAILER,    /* trailer lines after the last chunk */
+};
+
+struct h1 {
+    uint8_t st;      /* enum h1_state */
+    uint8_t head;    /* the request was HEAD: no body whatever the headers say */
+    uint8_t http10;  /* HTTP/1.0 status line */
+    uint8_t close;   /* the connection ends with this response */
+    uint8_t keep;    /* Connection: keep-alive */
+    uint8_t te;      /* Transfer-Encoding seen */
+    uint8_t chunked; /* ... and its last coding is chunked */
+    uint8_t has_len; /* Content-Length seen */
+    uint8_t any;     /* some byte of the answer arrived */
+    int status;
+    uint64_t len;        /* Content-Length */
+    uint64_t left;       /* bytes left in the body or the chunk */
+    uint64_t body;       /* body bytes (chunked: decoded) */
+    uint32_t head_bytes; /* bytes of status lines and headers so far */
+    uint32_t line_len;   /* bytes in the current line so far; the first H1_LINE are kept */
+    char line[H1_LINE];
+};
+
+/* A pre-formatted request of the fast client: one per body (or one). */
+struct fp_req {
+    char *head; /* request line, headers, blank line; small bodies are appended here too */
+    size_t head_len;
+    const char *body; /* the rest of a large body (borrowed from the target), else NULL */
+    size_t body_len;
+};
+
+enum fp_phase { FP_IDLE = 0, FP_CONNECTING, FP_WRITING, FP_READING };
 
 /* One request's context, reached from its easy handle through CURLOPT_PRIVATE. */
 struct slot {
@@ -92,6 +174,15 @@ struct slot {
     uint8_t late;      /* sent more than HE_LATE_NS after due */
     uint8_t late_conn; /* ... after waiting for a free connection */
     uint8_t refused;   /* the allowlist refused the address curl was about to connect to */
+    /* fast client only */
+    uint8_t phase;              /* enum fp_phase */
+    uint8_t reused;             /* the connection has carried an answer before this request */
+    uint8_t retried;            /* this request was already resent on a fresh connection */
+    int fd;                     /* our connection: a dup of the socket curl connected; -1 = none */
+    size_t wr_off;              /* bytes of the request written */
+    const struct fp_req *req;   /* what this request sends */
+    struct slot *fprev, *fnext; /* in flight, ordered by sent time (= by deadline) */
+    struct h1 h1;
 };
 
 /* Closed-model user waiting for its next request. */
@@ -111,7 +202,8 @@ struct worker {
     int wake_fd;        /* eventfd: http_engine_stop writes it to end the wait at once */
     struct pollfd *pfd; /* pfd[0] = wake_fd, then the sockets curl asked us to watch */
     int npfd, cap_pfd;
-    int *fd_pos; /* fd -> index in pfd, -1 when not watched; fd_pos_len entries */
+    int *fd_pos;           /* fd -> index in pfd, -1 when not watched; fd_pos_len entries */
+    struct slot **fd_slot; /* fd -> the fast client's slot owning it, NULL = curl's; same length */
     int fd_pos_len;
     int64_t curl_deadline; /* when curl wants CURL_SOCKET_TIMEOUT (ns); 0 = no timer */
 
@@ -121,6 +213,10 @@ struct worker {
     struct slot *idle;
     int in_flight;
     int conn_wait; /* due requests had to wait for a connection since the last drain */
+
+    /* fast client */
+    struct slot *fhead, *ftail; /* requests in flight, oldest first: head has the next deadline */
+    char *rbuf;                 /* receive buffer, RBUF_LEN bytes: answers are read and dropped */
 
     /* open model */
     uint64_t next_i; /* next global schedule index of this worker */
@@ -147,6 +243,10 @@ struct http_engine {
     int nthreads;
     struct worker *workers;
     struct curl_slist *headers;
+    int fast;            /* the fast HTTP/1.1 client runs the requests (else libcurl) */
+    struct fp_req *reqs; /* fast: n_reqs pre-formatted requests */
+    size_t n_reqs;
+    int64_t timeout_ns; /* per request, from the moment it is sent */
     int64_t t0, warm_end, end;
     double period_ns; /* 1e9 / rate_per_user; 0 when unpaced */
     atomic_int stop;
@@ -366,6 +466,7 @@ static int slot_init(struct worker *w, struct slot *s)
         return -1;
     s->easy = c;
     s->w = w;
+    s->fd = -1;
     if (w->url != NULL)
         curl_easy_setopt(c, CURLOPT_CURLU, w->url);
     else
@@ -381,6 +482,12 @@ static int slot_init(struct worker *w, struct slot *s)
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     /* An explicit empty proxy: curl skips its per-request look at the *_proxy variables. */
     curl_easy_setopt(c, CURLOPT_PROXY, "");
+    if (w->e->fast) {
+        /* curl resolves, checks the address (open_socket) and connects; the fast client takes
+         * the socket from there. */
+        curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+        return 0;
+    }
     if (w->e->headers)
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, w->e->headers);
     if (strcmp(t->method, "HEAD") == 0) {
@@ -418,7 +525,555 @@ static struct slot *take_slot(struct worker *w)
     return s;
 }
 
-static void send_request(struct worker *w, struct slot *s, int64_t due, int64_t now, uint64_t index)
+/* ---- the poll set ---------------------------------------------------------------------------- */
+
+/* Makes fd_pos and fd_slot cover fd. Returns 0, or -1 on allocation failure. */
+static int fd_room(struct worker *w, int fd)
+{
+    int len;
+    int *np;
+    struct slot **ns;
+
+    if (fd < w->fd_pos_len)
+        return 0;
+    len = fd + 64;
+    np = realloc(w->fd_pos, (size_t)len * sizeof(*np));
+    if (np == NULL)
+        return -1;
+    w->fd_pos = np;
+    ns = realloc(w->fd_slot, (size_t)len * sizeof(*ns));
+    if (ns == NULL)
+        return -1; /* fd_pos grew, fd_pos_len did not: the next call retries */
+    w->fd_slot = ns;
+    for (int i = w->fd_pos_len; i < len; i++) {
+        np[i] = -1;
+        ns[i] = NULL;
+    }
+    w->fd_pos_len = len;
+    return 0;
+}
+
+/* Watches fd for events (POLLIN/POLLOUT). Returns 0, or -1 on allocation failure. */
+static int watch(struct worker *w, int fd, short events)
+{
+    int pos;
+
+    if (fd_room(w, fd) != 0)
+        return -1;
+    pos = w->fd_pos[fd];
+    if (pos < 0) {
+        if (w->npfd == w->cap_pfd) {
+            int cap = w->cap_pfd * 2;
+            struct pollfd *np = realloc(w->pfd, (size_t)cap * sizeof(*np));
+            if (np == NULL)
+                return -1;
+            w->pfd = np;
+            w->cap_pfd = cap;
+        }
+        pos = w->npfd++;
+        w->fd_pos[fd] = pos;
+        w->pfd[pos].fd = fd;
+    }
+    w->pfd[pos].events = events;
+    w->pfd[pos].revents = 0;
+    return 0;
+}
+
+static void unwatch(struct worker *w, int fd)
+{
+    int pos = fd < w->fd_pos_len ? w->fd_pos[fd] : -1;
+
+    if (pos > 0) {
+        w->pfd[pos] = w->pfd[--w->npfd];
+        w->fd_pos[w->pfd[pos].fd] = pos;
+        w->fd_pos[fd] = -1;
+    }
+}
+
+/* ---- the fast client: HTTP/1.1 response parser ---------------------------------------------- */
+
+enum { H1_BAD = -1, H1_MORE = 0, H1_COMPLETE = 1 };
+
+static void h1_start(struct h1 *p, int head)
+{
+    memset(p, 0, offsetof(struct h1, line));
+    p->head = (uint8_t)head;
+}
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Does the token [a, a+n) equal the lower-case word? */
+static int token_is(const char *a, size_t n, const char *word)
+{
+    return n == strlen(word) && strncasecmp(a, word, n) == 0;
+}
+
+/* One header line (no CR/LF); whole = 0 when only its first H1_LINE bytes were kept. */
+static int h1_header(struct h1 *p, const char *l, size_t len, int whole)
+{
+    const char *colon = memchr(l, ':', len), *v, *end = l + len;
+    size_t nlen;
+
+    if (len > 0 && is_ows(l[0]))
+        return H1_BAD; /* obsolete line folding */
+    if (colon == NULL)
+        return whole ? H1_BAD : H1_MORE; /* a name longer than we keep: not one we read */
+    nlen = (size_t)(colon - l);
+    if (nlen == 0)
+        return H1_BAD;
+    for (v = colon + 1; v < end && is_ows(*v); v++)
+        ;
+    while (end > v && is_ows(end[-1]))
+        end--;
+    if (token_is(l, nlen, "content-length")) {
+        uint64_t n = 0;
+        if (!whole || v == end || end - v > 18)
+            return H1_BAD;
+        for (const char *c = v; c < end; c++) {
+            if (*c < '0' || *c > '9')
+                return H1_BAD;
+            n = n * 10 + (uint64_t)(*c - '0');
+        }
+        if (p->has_len && n != p->len)
+            return H1_BAD;
+        p->has_len = 1;
+        p->len = n;
+    } else if (token_is(l, nlen, "transfer-encoding")) {
+        const char *last = end;
+        if (!whole)
+            return H1_BAD;
+        while (last > v && last[-1] != ',')
+            last--;
+        while (last < end && is_ows(*last))
+            last++;
+        p->te = 1;
+        p->chunked = token_is(last, (size_t)(end - last), "chunked");
+    } else if (token_is(l, nlen, "connection")) {
+        const char *t = v;
+        while (t < end) {
+            const char *c = memchr(t, ',', (size_t)(end - t)), *te;
+            if (c == NULL)
+                c = end;
+            for (te = c; te > t && is_ows(te[-1]); te--)
+                ;
+            if (token_is(t, (size_t)(te - t), "close"))
+                p->close = 1;
+            else if (token_is(t, (size_t)(te - t), "keep-alive"))
+                p->keep = 1;
+            for (t = c + 1; t < end && is_ows(*t); t++)
+                ;
+        }
+    }
+    return H1_MORE;
+}
+
+/* The blank line after the headers: decides how the body ends. */
+static int h1_headers_end(struct h1 *p)
+{
+    if (p->status < 200) {
+        if (p->status == 101)
+            return H1_BAD; /* no upgrade was asked for */
+        /* Interim (100 Continue, 103 Early Hints): the final answer follows. */
+        uint32_t hb = p->head_bytes;
+        int head = p->head;
+        h1_start(p, head);
+        p->head_bytes = hb;
+        p->any = 1;
+        return H1_MORE;
+    }
+    if (p->http10)
+        p->close = !p->keep;
+    if (p->head || p->status == 204 || p->status == 304)
+        return H1_COMPLETE;
+    if (p->te) {
+        if (p->chunked) {
+            p->st = H1_CHUNK_SIZE;
+            return H1_MORE;
+        }
+        p->st = H1_BODY_EOF; /* a coding we do not decode: the body runs to the close */
+        p->close = 1;
+        return H1_MORE;
+    }
+    if (p->has_len) {
+        if (p->len == 0)
+            return H1_COMPLETE;
+        p->st = H1_BODY;
+        p->left = p->len;
+        return H1_MORE;
+    }
+    p->st = H1_BODY_EOF;
+    p->close = 1;
+    return H1_MORE;
+}
+
+/* The line just completed (its LF consumed). */
+static int h1_line(struct h1 *p)
+{
+    int whole = p->line_len <= H1_LINE;
+    size_t len = whole ? p->line_len : H1_LINE;
+    const char *l = p->line;
+
+    if (whole && len > 0 && l[len - 1] == '\r')
+        len--;
+    switch (p->st) {
+    case H1_STATUS:
+        /* "HTTP/1.x NNN[ reason]" */
+        if (len < 12 || memcmp(l, "HTTP/1.", 7) != 0 || (l[7] != '0' && l[7] != '1') ||
+            l[8] != ' ' || l[9] < '1' || l[9] > '9' || l[10] < '0' || l[10] > '9' || l[11] < '0' ||
+            l[11] > '9' || (len > 12 && l[12] != ' '))
+            return H1_BAD;
+        p->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
+        p->http10 = l[7] == '0';
+        p->st = H1_HEADER;
+        return H1_MORE;
+    case H1_HEADER:
+        if (len == 0 && whole)
+            return h1_headers_end(p);
+        return h1_header(p, l, len, whole);
+    case H1_CHUNK_SIZE: {
+        uint64_t n = 0;
+        size_t i = 0;
+        for (; i < len; i++) {
+            char c = l[i];
+            int d = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+            if (d < 0)
+                break;
+            n = n * 16 + (uint64_t)d;
+        }
+        if (i == 0 || i > 15 || (i < len && l[i] != ';' && !is_ows(l[i])))
+            return H1_BAD;
+        if (n == 0) {
+            p->st = H1_TRAILER;
+        } else {
+            p->st = H1_CHUNK_DATA;
+            p->left = n;
+        }
+        return H1_MORE;
+    }
+    case H1_CHUNK_END:
+        if (len != 0 || !whole)
+            return H1_BAD;
+        p->st = H1_CHUNK_SIZE;
+        return H1_MORE;
+    case H1_TRAILER:
+        return len == 0 && whole ? H1_COMPLETE : H1_MORE;
+    default:
+        return H1_BAD;
+    }
+}
+
+/* Feeds n bytes of the answer. Returns H1_COMPLETE (*used: the bytes that belonged to it),
+ * H1_MORE (all used) or H1_BAD (malformed). */
+static int h1_feed(struct h1 *p, const char *buf, size_t n, size_t *used)
+{
+    size_t i = 0;
+
+    if (n > 0)
+        p->any = 1;
+    while (i < n) {
+        if (p->st == H1_BODY || p->st == H1_CHUNK_DATA) {
+            size_t k = n - i < p->left ? n - i : (size_t)p->left;
+            i += k;
+            p->left -= k;
+            p->body += k;
+            if (p->left == 0 && p->st == H1_BODY) {
+                *used = i;
+                return H1_COMPLETE;
+            }
+            if (p->left == 0)
+                p->st = H1_CHUNK_END;
+        } else if (p->st == H1_BODY_EOF) {
+            p->body += n - i;
+            i = n;
+        } else {
+            const char *nl = memchr(buf + i, '\n', n - i);
+            size_t k = nl != NULL ? (size_t)(nl - (buf + i)) : n - i;
+            int rc;
+
+            if (p->line_len < H1_LINE) {
+                size_t c = H1_LINE - p->line_len < k ? H1_LINE - p->line_len : k;
+                memcpy(p->line + p->line_len, buf + i, c);
+            }
+            if (p->st == H1_STATUS || p->st == H1_HEADER || p->st == H1_TRAILER) {
+                p->head_bytes += (uint32_t)(k > H1_MAX_HEAD ? H1_MAX_HEAD : k) + 1;
+                if (p->head_bytes > H1_MAX_HEAD)
+                    return H1_BAD;
+            } else if (p->line_len + k > 4096) {
+                return H1_BAD; /* a chunk-size line (or CRLF) that does not end */
+            }
+            p->line_len += (uint32_t)(k > H1_MAX_HEAD ? H1_MAX_HEAD + 1 : k);
+            i += k;
+            if (nl == NULL)
+                break;
+            i++; /* the LF */
+            rc = h1_line(p);
+            p->line_len = 0;
+            if (rc != H1_MORE) {
+                *used = i;
+                return rc;
+            }
+        }
+    }
+    *used = n;
+    return H1_MORE;
+}
+
+/* ---- the fast client: connections and exchanges --------------------------------------------- */
+
+static void finish(struct worker *w, struct slot *s, CURLcode rc, long code, int64_t bytes,
+                   int64_t done);
+
+static void fp_link(struct worker *w, struct slot *s)
+{
+    s->fnext = NULL;
+    s->fprev = w->ftail;
+    if (w->ftail != NULL)
+        w->ftail->fnext = s;
+    else
+        w->fhead = s;
+    w->ftail = s;
+}
+
+static void fp_unlink(struct worker *w, struct slot *s)
+{
+    if (s->fprev != NULL)
+        s->fprev->fnext = s->fnext;
+    else
+        w->fhead = s->fnext;
+    if (s->fnext != NULL)
+        s->fnext->fprev = s->fprev;
+    else
+        w->ftail = s->fprev;
+    s->fprev = s->fnext = NULL;
+}
+
+/* Closes the slot's connection for good (shutdown: curl may still hold a copy of the socket). */
+static void fp_close(struct worker *w, struct slot *s)
+{
+    if (s->fd < 0)
+        return;
+    unwatch(w, s->fd);
+    w->fd_slot[s->fd] = NULL;
+    shutdown(s->fd, SHUT_RDWR);
+    close(s->fd);
+    s->fd = -1;
+}
+
+/* The request in slot s is over: out of the in-flight list, recorded, slot idle. */
+static void fp_finish(struct worker *w, struct slot *s, CURLcode rc, long code, int64_t bytes,
+                      int64_t done)
+{
+    fp_unlink(w, s);
+    s->phase = FP_IDLE;
+    finish(w, s, rc, code, bytes, done);
+}
+
+static void fp_connect(struct worker *w, struct slot *s)
+{
+    s->phase = FP_CONNECTING;
+    s->refused = 0;
+    if (curl_multi_add_handle(w->multi, s->easy) != CURLM_OK)
+        fp_finish(w, s, CURLE_OUT_OF_MEMORY, 0, 0, lt_mono_ns());
+}
+
+/* Fails the request, or resends it once on a fresh connection when a reused one turned out to
+ * be closed before any of the answer came (what libcurl does too). */
+static void fp_fail(struct worker *w, struct slot *s, CURLcode rc, int retryable)
+{
+    fp_close(w, s);
+    if (retryable && s->reused && !s->retried && !s->h1.any) {
+        s->retried = 1;
+        fp_connect(w, s);
+        return;
+    }
+    fp_finish(w, s, rc, 0, 0, lt_mono_ns());
+}
+
+static void fp_read(struct worker *w, struct slot *s);
+
+/* Writes (the rest of) the request; on EAGAIN waits for POLLOUT. */
+static void fp_write(struct worker *w, struct slot *s)
+{
+    const struct fp_req *rq = s->req;
+    size_t total = rq->head_len + rq->body_len;
+
+    while (s->wr_off < total) {
+        ssize_t n;
+
+        if (rq->body_len == 0) {
+            n = send(s->fd, rq->head + s->wr_off, total - s->wr_off, MSG_NOSIGNAL);
+        } else {
+            struct iovec iov[2];
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 0};
+            size_t off = s->wr_off;
+            if (off < rq->head_len) {
+                iov[mh.msg_iovlen].iov_base = rq->head + off;
+                iov[mh.msg_iovlen++].iov_len = rq->head_len - off;
+                off = 0;
+            } else {
+                off -= rq->head_len;
+            }
+            iov[mh.msg_iovlen].iov_base = (char *)rq->body + off;
+            iov[mh.msg_iovlen++].iov_len = rq->body_len - off;
+            n = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (s->phase != FP_WRITING) {
+                    s->phase = FP_WRITING;
+                    if (watch(w, s->fd, POLLOUT) != 0)
+                        fp_fail(w, s, CURLE_OUT_OF_MEMORY, 0);
+                }
+                return;
+            }
+            fp_fail(w, s, CURLE_SEND_ERROR, 1);
+            return;
+        }
+        s->wr_off += (size_t)n;
+    }
+    if (s->phase == FP_WRITING && watch(w, s->fd, POLLIN) != 0) {
+        fp_fail(w, s, CURLE_OUT_OF_MEMORY, 0);
+        return;
+    }
+    s->phase = FP_READING;
+}
+
+/* The whole answer is in: record it; a connection that ends with it is closed. */
+static void fp_done(struct worker *w, struct slot *s, int extra)
+{
+    if (s->h1.close || extra)
+        fp_close(w, s); /* extra: bytes past the answer, nothing we asked for */
+    s->reused = 1;
+    fp_finish(w, s, CURLE_OK, s->h1.status, (int64_t)s->h1.body, lt_mono_ns());
+}
+
+static void fp_read(struct worker *w, struct slot *s)
+{
+    for (;;) {
+        ssize_t n = recv(s->fd, w->rbuf, RBUF_LEN, 0);
+        size_t used = 0;
+        int rc;
+
+        if (n > 0) {
+            rc = h1_feed(&s->h1, w->rbuf, (size_t)n, &used);
+            if (rc == H1_COMPLETE) {
+                fp_done(w, s, used < (size_t)n);
+                return;
+            }
+            if (rc == H1_BAD) {
+                fp_fail(w, s, CURLE_WEIRD_SERVER_REPLY, 0);
+                return;
+            }
+            if (n < RBUF_LEN)
+                return; /* most likely all there is; poll says when more comes */
+            continue;
+        }
+        if (n == 0) {
+            if (s->h1.st == H1_BODY_EOF) {
+                fp_done(w, s, 0);
+                return;
+            }
+            fp_fail(w, s, s->h1.any ? CURLE_PARTIAL_FILE : CURLE_GOT_NOTHING, 1);
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        fp_fail(w, s, CURLE_RECV_ERROR, 1);
+        return;
+    }
+}
+
+/* Socket activity on one of the fast client's connections. */
+static void fp_io(struct worker *w, struct slot *s, short revents)
+{
+    if (s->phase == FP_WRITING) {
+        fp_write(w, s);
+    } else if (s->phase == FP_READING) {
+        fp_read(w, s);
+    } else if (s->phase == FP_IDLE && (revents & (POLLIN | POLLERR | POLLHUP))) {
+        /* An idle connection spoke (a close, or an answer nobody asked for): drop it. */
+        char c;
+        ssize_t n = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        fp_close(w, s);
+    }
+}
+
+/* Sends the request of slot s (sent, index and the rest already set). */
+static void fp_start(struct worker *w, struct slot *s, uint64_t body)
+{
+    struct http_engine *e = w->e;
+
+    s->req = &e->reqs[e->n_reqs > 1 ? body % e->n_reqs : 0];
+    s->retried = 0;
+    s->wr_off = 0;
+    h1_start(&s->h1, strcmp(e->t->method, "HEAD") == 0);
+    fp_link(w, s);
+    if (s->fd >= 0) {
+        fp_write(w, s);
+        return;
+    }
+    fp_connect(w, s);
+}
+
+/* curl finished opening the connection of slot s (its easy handle still in the multi). */
+static void fp_connected(struct worker *w, struct slot *s, CURLcode rc, int64_t now)
+{
+    curl_socket_t sock = CURL_SOCKET_BAD;
+    int fd = -1;
+
+    if (rc == CURLE_OK && curl_easy_getinfo(s->easy, CURLINFO_ACTIVESOCKET, &sock) == CURLE_OK &&
+        sock != CURL_SOCKET_BAD)
+        fd = fcntl(sock, F_DUPFD_CLOEXEC, 0); /* ours; curl closes its copy when it likes */
+    curl_multi_remove_handle(w->multi, s->easy);
+    if (fd < 0) {
+        fp_finish(w, s, rc != CURLE_OK ? rc : CURLE_COULDNT_CONNECT, 0, 0, now);
+        return;
+    }
+    if (watch(w, fd, POLLIN) != 0) {
+        close(fd);
+        fp_finish(w, s, CURLE_OUT_OF_MEMORY, 0, 0, now);
+        return;
+    }
+    s->fd = fd;
+    w->fd_slot[fd] = s;
+    s->reused = 0;
+    s->wr_off = 0;
+    h1_start(&s->h1, s->h1.head);
+    s->phase = FP_READING; /* fp_write's state until it has to wait */
+    fp_write(w, s);
+}
+
+/* Fails every request whose timeout has passed (they are in sent order). */
+static void fp_expire(struct worker *w, int64_t now)
+{
+    int64_t tmo = w->e->timeout_ns;
+
+    while (w->fhead != NULL && w->fhead->sent + tmo <= now) {
+        struct slot *s = w->fhead;
+        if (s->phase == FP_CONNECTING)
+            curl_multi_remove_handle(w->multi, s->easy);
+        fp_close(w, s);
+        fp_finish(w, s, CURLE_OPERATION_TIMEDOUT, 0, 0, now);
+    }
+}
+
+/* ---- sending and recording ------------------------------------------------------------------ */
+
+/* index: kept in the slot (schedule index or the user's sequence); body: picks the body. */
+static void send_request(struct worker *w, struct slot *s, int64_t due, int64_t now, uint64_t index,
+                         uint64_t body)
 {
     const struct he_target *t = w->e->t;
 
@@ -429,13 +1084,17 @@ static void send_request(struct worker *w, struct slot *s, int64_t due, int64_t 
     s->late = now - due > HE_LATE_NS;
     s->late_conn = s->late && w->conn_wait;
     s->refused = 0;
+    w->in_flight++;
+    if (w->e->fast) {
+        fp_start(w, s, body); /* may finish at once (a failed write) */
+        return;
+    }
     if (t->n_bodies > 1) {
-        size_t b = (size_t)(index % t->n_bodies);
+        size_t b = (size_t)(body % t->n_bodies);
         curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->body_lens[b]);
         curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, t->bodies[b]);
     }
     curl_multi_add_handle(w->multi, s->easy);
-    w->in_flight++;
 }
 
 /* Sends every request that is due by now, as long as a connection can be had. */
@@ -459,20 +1118,22 @@ static void dispatch(struct worker *w, int64_t now)
             return;
         }
         if (e->l->model == HE_OPEN) {
-            send_request(w, s, due, now, w->next_i);
+            uint64_t i = w->next_i;
             w->next_i += (uint64_t)e->nthreads;
+            send_request(w, s, due, now, i, i);
         } else {
             struct user_due ud = heap_pop(w);
             s->user = ud.user;
-            /* Rotate bodies per user and per request so users do not all send the same one. */
-            send_request(w, s, ud.due, now, (uint64_t)ud.user + ud.seq);
-            s->index = ud.seq; /* keep the user's own count for the next request */
+            /* Rotate bodies per user and per request so users do not all send the same one; keep
+             * the user's own count in the slot for its next request. */
+            send_request(w, s, ud.due, now, ud.seq, (uint64_t)ud.user + ud.seq);
         }
     }
     w->conn_wait = 0;
 }
 
-static void record(struct worker *w, struct slot *s, CURLcode rc, long code, int64_t done)
+static void record(struct worker *w, struct slot *s, CURLcode rc, long code, int64_t bytes,
+                   int64_t done)
 {
     struct he_stats *st = w->cur;
     struct he_tally *t = s->warm ? &st->warm : &st->meas;
@@ -489,11 +1150,7 @@ static void record(struct worker *w, struct slot *s, CURLcode rc, long code, int
             t->ok++;
         else
             t->errors[HE_ERR_STATUS]++;
-        {
-            curl_off_t bytes = 0;
-            curl_easy_getinfo(s->easy, CURLINFO_SIZE_DOWNLOAD_T, &bytes);
-            t->bytes += bytes;
-        }
+        t->bytes += bytes;
     } else {
         t->errors[he_classify(rc)]++;
         t->forbidden += s->refused;
@@ -514,40 +1171,54 @@ static void record(struct worker *w, struct slot *s, CURLcode rc, long code, int
         hdr_record(st->latency_ok, lat);
 }
 
-/* Records every finished transfer; returns how many finished. */
-static int reap(struct worker *w, int64_t done)
+/* A request is over (answered or failed): record it, free its slot, and in the closed model
+ * schedule its user's next request. */
+static void finish(struct worker *w, struct slot *s, CURLcode rc, long code, int64_t bytes,
+                   int64_t done)
 {
     struct http_engine *e = w->e;
+
+    record(w, s, rc, code, bytes, done);
+    w->in_flight--;
+    s->next_idle = w->idle;
+    w->idle = s;
+    if (e->l->model == HE_CLOSED) {
+        struct user_due ud = {.user = s->user, .seq = (uint32_t)s->index + 1};
+        ud.due = e->period_ns > 0 ? s->due + (int64_t)e->period_ns : done;
+        if (ud.due < done)
+            ud.due = done;
+        if (ud.due < e->end)
+            heap_push(w, ud);
+    }
+}
+
+/* Records every finished transfer (fast client: every connection curl finished opening). */
+static void reap(struct worker *w, int64_t done)
+{
     CURLMsg *m;
-    int left, n = 0;
+    int left;
 
     while ((m = curl_multi_info_read(w->multi, &left)) != NULL) {
         CURL *c = m->easy_handle;
         CURLcode rc = m->data.result;
         struct slot *s = NULL;
         long code = 0;
+        curl_off_t bytes = 0;
 
         if (m->msg != CURLMSG_DONE)
             continue;
         curl_easy_getinfo(c, CURLINFO_PRIVATE, (char **)&s);
-        if (rc == CURLE_OK)
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-        curl_multi_remove_handle(w->multi, c); /* m is invalid from here */
-        record(w, s, rc, code, done);
-        w->in_flight--;
-        s->next_idle = w->idle;
-        w->idle = s;
-        n++;
-        if (e->l->model == HE_CLOSED) {
-            struct user_due ud = {.user = s->user, .seq = (uint32_t)s->index + 1};
-            ud.due = e->period_ns > 0 ? s->due + (int64_t)e->period_ns : done;
-            if (ud.due < done)
-                ud.due = done;
-            if (ud.due < e->end)
-                heap_push(w, ud);
+        if (w->e->fast) {
+            fp_connected(w, s, rc, done); /* m is invalid from here */
+            continue;
         }
+        if (rc == CURLE_OK) {
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+            curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &bytes);
+        }
+        curl_multi_remove_handle(w->multi, c); /* m is invalid from here */
+        finish(w, s, rc, code, (int64_t)bytes, done);
     }
-    return n;
 }
 
 /* ---- per-second hand-over ------------------------------------------------------------------- */
@@ -588,48 +1259,18 @@ static void seal(struct worker *w, int64_t now, int final)
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     struct worker *w = userp;
-    int pos;
 
     (void)easy;
     (void)socketp;
     if (fd < 0)
         return 0;
-    if (fd >= w->fd_pos_len) {
-        int len = fd + 64;
-        int *np = realloc(w->fd_pos, (size_t)len * sizeof(*np));
-        if (np == NULL)
-            return -1;
-        for (int i = w->fd_pos_len; i < len; i++)
-            np[i] = -1;
-        w->fd_pos = np;
-        w->fd_pos_len = len;
-    }
-    pos = w->fd_pos[fd];
     if (what == CURL_POLL_REMOVE) {
-        if (pos > 0) {
-            w->pfd[pos] = w->pfd[--w->npfd];
-            w->fd_pos[w->pfd[pos].fd] = pos;
-            w->fd_pos[fd] = -1;
-        }
+        unwatch(w, fd);
         return 0;
     }
-    if (pos < 0) {
-        if (w->npfd == w->cap_pfd) {
-            int cap = w->cap_pfd * 2;
-            struct pollfd *np = realloc(w->pfd, (size_t)cap * sizeof(*np));
-            if (np == NULL)
-                return -1;
-            w->pfd = np;
-            w->cap_pfd = cap;
-        }
-        pos = w->npfd++;
-        w->fd_pos[fd] = pos;
-        w->pfd[pos].fd = fd;
-    }
-    w->pfd[pos].events =
-        (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
-    w->pfd[pos].revents = 0;
-    return 0;
+    return watch(
+        w, fd,
+        (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0)));
 }
 
 /* CURLMOPT_TIMERFUNCTION: when curl next wants to be called with CURL_SOCKET_TIMEOUT. 0 ms means
@@ -656,7 +1297,7 @@ static void wait_and_run(struct worker *w, int64_t now, int64_t wake)
 {
     struct ready {
         int fd;
-        int bits;
+        short revents;
     } ready[256];
     int64_t d = wake - now;
     struct timespec ts = {.tv_sec = d / NS_PER_S, .tv_nsec = d % NS_PER_S};
@@ -670,19 +1311,31 @@ static void wait_and_run(struct worker *w, int64_t now, int64_t wake)
         if (read(w->wake_fd, &v, sizeof(v)) < 0)
             v = 0;
     }
-    /* Copy first: curl's socket callback reorders pfd while we hand sockets over. */
+    /* Copy first: curl's socket callback and the fast client reorder pfd while we hand sockets
+     * over. A socket closed and reopened under the same number meanwhile gets a stale wake-up,
+     * which both take as "try, maybe EAGAIN". */
     for (int i = 1; i < w->npfd && nready < (int)(sizeof(ready) / sizeof(ready[0])); i++) {
         short re = w->pfd[i].revents;
         if (re == 0)
             continue;
         ready[nready].fd = w->pfd[i].fd;
-        ready[nready].bits = ((re & POLLIN) ? CURL_CSELECT_IN : 0) |
-                             ((re & POLLOUT) ? CURL_CSELECT_OUT : 0) |
-                             ((re & (POLLERR | POLLHUP | POLLNVAL)) ? CURL_CSELECT_ERR : 0);
+        ready[nready].revents = re;
         nready++;
     }
-    for (int i = 0; i < nready; i++)
-        curl_multi_socket_action(w->multi, ready[i].fd, ready[i].bits, &running);
+    for (int i = 0; i < nready; i++) {
+        int fd = ready[i].fd;
+        short re = ready[i].revents;
+        struct slot *s = fd < w->fd_pos_len ? w->fd_slot[fd] : NULL;
+        if (s != NULL) {
+            fp_io(w, s, re);
+            continue;
+        }
+        curl_multi_socket_action(w->multi, fd,
+                                 ((re & POLLIN) ? CURL_CSELECT_IN : 0) |
+                                     ((re & POLLOUT) ? CURL_CSELECT_OUT : 0) |
+                                     ((re & (POLLERR | POLLHUP | POLLNVAL)) ? CURL_CSELECT_ERR : 0),
+                                 &running);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -717,20 +1370,163 @@ static void *worker_main(void *arg)
             wake = due;
         if (w->curl_deadline != 0 && w->curl_deadline < wake)
             wake = w->curl_deadline;
+        if (w->fhead != NULL && w->fhead->sent + e->timeout_ns < wake)
+            wake = w->fhead->sent + e->timeout_ns;
         /* Always look at the sockets, without waiting when something is due already: a loop
          * that only sent would starve the answers at high rates. */
         now = lt_mono_ns();
         wait_and_run(w, now, wake > now ? wake : now);
         if (w->in_flight > 0)
             reap(w, lt_mono_ns());
+        if (w->fhead != NULL)
+            fp_expire(w, lt_mono_ns());
     }
     /* Stopped or finished: abandon whatever is in flight (a stopped run keeps what completed). */
-    for (int i = 0; i < w->n_easy; i++)
+    for (int i = 0; i < w->n_easy; i++) {
         curl_multi_remove_handle(w->multi, w->slots[i].easy);
+        fp_close(w, &w->slots[i]);
+    }
+    w->fhead = w->ftail = NULL;
     seal(w, lt_mono_ns(), 1); /* publishes in_flight: the requests abandoned */
     w->in_flight = 0;
     atomic_store(&w->done, 1);
     return NULL;
+}
+
+/* ---- the fast client: what it sends --------------------------------------------------------- */
+
+/* Is "Name: ..." / "Name;" / "Name:" (curl syntax) the header name? */
+static int header_named(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+
+    return strncasecmp(line, name, n) == 0 && (line[n] == ':' || line[n] == ';');
+}
+
+static int has_header(const struct he_target *t, const char *name)
+{
+    for (size_t i = 0; i < t->n_headers; i++) {
+        if (header_named(t->headers[i], name))
+            return 1;
+    }
+    return 0;
+}
+
+/* Formats what libcurl would send for body b (b < 0: no body): request line, Host, Accept, the
+ * spec's headers in curl's syntax ("Name:" drops a header, "Name;" sends it empty),
+ * Content-Type and Content-Length for a body. Returns 0, or -1 on allocation failure. */
+static int fp_format(const struct he_target *t, const char *target, const char *host, long b,
+                     struct fp_req *rq)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    int with_body = b >= 0 || strcmp(t->method, "POST") == 0;
+    size_t blen = b >= 0 ? t->body_lens[b] : 0;
+
+    if (f == NULL)
+        return -1;
+    fprintf(f, "%s %s HTTP/1.1\r\n", t->method, target);
+    if (!has_header(t, "Host"))
+        fprintf(f, "Host: %s\r\n", host);
+    if (!has_header(t, "Accept"))
+        fputs("Accept: */*\r\n", f);
+    for (size_t i = 0; i < t->n_headers; i++) {
+        const char *h = t->headers[i];
+        const char *c = h + strcspn(h, ":;");
+        if (*c == ';' && c[1] == '\0') {
+            fprintf(f, "%.*s:\r\n", (int)(c - h), h);
+            continue;
+        }
+        if (*c != ':')
+            continue;
+        if (c[1 + strspn(c + 1, " \t")] == '\0')
+            continue; /* "Name:" removes one of curl's own headers */
+        fprintf(f, "%s\r\n", h);
+    }
+    if (with_body) {
+        if (!has_header(t, "Content-Type"))
+            fputs("Content-Type: application/x-www-form-urlencoded\r\n", f);
+        fprintf(f, "Content-Length: %zu\r\n", blen);
+    }
+    fputs("\r\n", f);
+    rq->body = NULL;
+    rq->body_len = 0;
+    if (blen > 0 && blen <= FP_INLINE_BODY) {
+        fwrite(t->bodies[b], 1, blen, f);
+    } else if (blen > 0) {
+        rq->body = t->bodies[b];
+        rq->body_len = blen;
+    }
+    if (ferror(f)) {
+        fclose(f);
+        free(buf);
+        return -1;
+    }
+    fclose(f);
+    rq->head = buf;
+    rq->head_len = len;
+    return buf != NULL ? 0 : -1;
+}
+
+/* Chooses the fast client when it can stand in for libcurl: an http:// URL without user
+ * information or an IPv6 zone. Builds its requests. Returns 0 (e->fast set or not), -1 when
+ * out of memory. */
+static int fp_prepare(struct http_engine *e, CURLU *u)
+{
+    const struct he_target *t = e->t;
+    char *scheme = NULL, *user = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
+    char *target = NULL, *hosthdr = NULL;
+    int rc = 0;
+
+    e->fast = 0;
+    if (t->engine != HE_ENGINE_AUTO || u == NULL)
+        return 0;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || strcmp(scheme, "http") != 0 ||
+        curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || strchr(host, '%') != NULL ||
+        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        goto out;
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK) {
+        curl_free(port);
+        port = NULL;
+    }
+    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) != CURLUE_OK) {
+        curl_free(query);
+        query = NULL;
+    }
+    rc = -1;
+    if (asprintf(&target, "%s%s%s", path[0] ? path : "/", query ? "?" : "", query ? query : "") <
+        0) {
+        target = NULL;
+        goto out;
+    }
+    /* curl leaves the port out of Host when it is the scheme's default */
+    if (asprintf(&hosthdr, "%s%s%s", host, port && strcmp(port, "80") != 0 ? ":" : "",
+                 port && strcmp(port, "80") != 0 ? port : "") < 0) {
+        hosthdr = NULL;
+        goto out;
+    }
+    e->n_reqs = t->n_bodies > 0 ? t->n_bodies : 1;
+    e->reqs = calloc(e->n_reqs, sizeof(*e->reqs));
+    if (e->reqs == NULL)
+        goto out;
+    for (size_t i = 0; i < e->n_reqs; i++) {
+        if (fp_format(t, target, hosthdr, t->n_bodies > 0 ? (long)i : -1, &e->reqs[i]) != 0)
+            goto out;
+    }
+    e->fast = 1;
+    rc = 0;
+out:
+    free(target);
+    free(hosthdr);
+    curl_free(scheme);
+    curl_free(user);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    return rc;
 }
 
 /* ---- the engine ----------------------------------------------------------------------------- */
@@ -755,6 +1551,19 @@ struct http_engine *http_engine_new(const struct he_target *target, const struct
         n = load->users;
     e->nthreads = n;
     e->period_ns = load->rate_per_user > 0 ? 1e9 / load->rate_per_user : 0;
+    e->timeout_ns = (int64_t)target->timeout_ms * 1000000;
+    {
+        CURLU *u = curl_url();
+        int rc = -1;
+        if (u != NULL) {
+            rc = 0;
+            if (curl_url_set(u, CURLUPART_URL, target->url, 0) == CURLUE_OK)
+                rc = fp_prepare(e, u);
+            curl_url_cleanup(u);
+        }
+        if (rc != 0)
+            goto nomem;
+    }
     for (size_t i = 0; i < target->n_headers; i++) {
         struct curl_slist *h = curl_slist_append(e->headers, target->headers[i]);
         if (h == NULL)
@@ -797,7 +1606,9 @@ struct http_engine *http_engine_new(const struct he_target *target, const struct
         w->cap_pfd = 64;
         w->npfd = 1;
         w->pfd = calloc((size_t)w->cap_pfd, sizeof(*w->pfd));
-        if (!w->slots || !w->cur || !w->pub || !w->multi || !w->pfd)
+        if (e->fast)
+            w->rbuf = malloc(RBUF_LEN);
+        if (!w->slots || !w->cur || !w->pub || !w->multi || !w->pfd || (e->fast && !w->rbuf))
             goto nomem;
         if (w->wake_fd < 0) {
             lt_error_set(err, LT_ERR_IO, NULL, "eventfd: %s", strerror(errno));
@@ -916,6 +1727,11 @@ void http_engine_join(struct http_engine *e)
     }
 }
 
+const char *http_engine_kind(const struct http_engine *e)
+{
+    return e->fast ? "fast-http1" : "libcurl";
+}
+
 int http_engine_threads(const struct http_engine *e)
 {
     return e->nthreads;
@@ -938,8 +1754,11 @@ void http_engine_free(struct http_engine *e)
     http_engine_join(e);
     for (int i = 0; e->workers && i < e->nthreads; i++) {
         struct worker *w = &e->workers[i];
-        for (int j = 0; j < w->n_easy; j++)
+        for (int j = 0; j < w->n_easy; j++) {
+            if (w->slots[j].fd >= 0)
+                close(w->slots[j].fd);
             curl_easy_cleanup(w->slots[j].easy);
+        }
         if (w->multi)
             curl_multi_cleanup(w->multi);
         curl_url_cleanup(w->url);
@@ -947,6 +1766,8 @@ void http_engine_free(struct http_engine *e)
             close(w->wake_fd);
         free(w->pfd);
         free(w->fd_pos);
+        free(w->fd_slot);
+        free(w->rbuf);
         he_stats_free(w->pub);
         he_stats_free(w->cur);
         free(w->slots);
@@ -954,6 +1775,9 @@ void http_engine_free(struct http_engine *e)
         pthread_mutex_destroy(&w->lock);
     }
     free(e->workers);
+    for (size_t i = 0; e->reqs && i < e->n_reqs; i++)
+        free(e->reqs[i].head);
+    free(e->reqs);
     he_stats_free(e->spare);
     curl_slist_free_all(e->headers);
     free(e);

@@ -33,6 +33,11 @@ enum he_err { HE_ERR_CONNECT = 0, HE_ERR_TIMEOUT, HE_ERR_STATUS, HE_ERR_OTHER, H
  * share the last slot. */
 #define HE_CURLCODES 100
 
+/* Which client sends the requests. AUTO: the engine's own HTTP/1.1 client ("fast-http1") over
+ * connections libcurl opens, for plain http:// URLs without credentials; libcurl for the rest.
+ * LIBCURL: libcurl for everything. */
+enum he_engine { HE_ENGINE_AUTO = 0, HE_ENGINE_LIBCURL = 1 };
+
 /* What every request looks like. All pointers are borrowed and must outlive the engine. */
 struct he_target {
     const char *url;
@@ -48,6 +53,7 @@ struct he_target {
     const struct lt_allow *allow;
     int name_allowed;
     unsigned char expect[HE_STATUS_MAX]; /* expect[code] != 0: that status is a success */
+    enum he_engine engine;               /* 0 (AUTO) unless a caller forces libcurl */
 };
 
 struct he_load {
@@ -128,6 +134,10 @@ void http_engine_stop(struct http_engine *e);
 /* Joins the workers (they must have finished or been stopped). After it, one more
  * http_engine_collect returns whatever was left. */
 void http_engine_join(struct http_engine *e);
+
+/* "fast-http1" or "libcurl": the client this engine chose (once, at http_engine_new). Static
+ * string. */
+const char *http_engine_kind(const struct http_engine *e);
 
 /* Number of worker threads. */
 int http_engine_threads(const struct http_engine *e);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/capacity/run.sh: CPU cost per request of the capacity engine next to wrk, both saturating
-# the same private nginx (1 worker, a ~75-byte JSON file, loopback only). Prints each round and the
-# ratio of requests per CPU-second (capacity / wrk; the goal is >= 0.8).
+# the same private nginx (1 worker, a ~75-byte JSON file, loopback only). Each round runs the engine
+# twice, load.engine "auto" (the fast HTTP/1.1 client) and "libcurl", then wrk. Prints each round
+# and the ratios of requests per CPU-second (capacity / wrk; the goal is >= 0.8). Figures:
+# bench/capacity/README.md.
 #
 # Usage: bench/capacity/run.sh [BUILD_DIR] [SECONDS] [ROUNDS] [CONNECTIONS]
 # Needs: nginx (Debian nginx-light), wrk, a configured build (cmake --build BUILD_DIR).
@@ -55,7 +57,7 @@ gcc -std=c11 -O2 -g -pthread -I"$src/runners" -I"$src/common" "$here/bench_capac
     $(pkg-config --cflags --libs jansson libcurl libpq) -lm -o "$work/bench_capacity"
 
 url="http://127.0.0.1:$port/small.json"
-spec="{\"target\":{\"url\":\"$url\"},\"load\":{\"users\":$conns,\"rate_per_user\":0,\"duration_s\":$secs,\"model\":\"closed\",\"threads\":2}}"
+spec() { echo "{\"target\":{\"url\":\"$url\"},\"load\":{\"users\":$conns,\"rate_per_user\":0,\"duration_s\":$secs,\"model\":\"closed\",\"threads\":2,\"engine\":\"$1\"}}"; }
 # wrk's CPU: user+sys of the finished child (getrusage RUSAGE_CHILDREN in a python wrapper).
 wrk_cpu() {
     python3 - "$@" <<'PY'
@@ -67,13 +69,18 @@ cpu = ru.ru_utime + ru.ru_stime
 print(f"requests={n} user_s={ru.ru_utime:.2f} sys_s={ru.ru_stime:.2f} cpu_s={cpu:.2f} us_per_req={cpu / n * 1e6:.1f}")
 PY
 }
-cap_sum=0; wrk_sum=0
+us() { python3 -c "import re;print(float(re.search(r'us_per_req=([0-9.]+)','$1').group(1)))"; }
+fast_sum=0; curl_sum=0; wrk_sum=0
 for r in $(seq "$rounds"); do
-    c=$("$work/bench_capacity" "$spec" 2)
+    f=$("$work/bench_capacity" "$(spec auto)" 2)
+    c=$("$work/bench_capacity" "$(spec libcurl)" 2)
     w=$(wrk_cpu wrk -t2 -c"$conns" -d"${secs}s" "$url")
-    echo "round $r capacity: $c"
-    echo "round $r wrk     : $w"
-    cap_sum=$(python3 -c "import re;print($cap_sum+float(re.search(r'us_per_req=([0-9.]+)','$c').group(1)))")
-    wrk_sum=$(python3 -c "import re;print($wrk_sum+float(re.search(r'us_per_req=([0-9.]+)','$w').group(1)))")
+    echo "round $r capacity fast-http1: $f"
+    echo "round $r capacity libcurl   : $c"
+    echo "round $r wrk                : $w"
+    echo "round $r ratio (wrk us / capacity us): fast-http1 $(python3 -c "print(f'{$(us "$w")/$(us "$f"):.2f}')"), libcurl $(python3 -c "print(f'{$(us "$w")/$(us "$c"):.2f}')")"
+    fast_sum=$(python3 -c "print($fast_sum+$(us "$f"))")
+    curl_sum=$(python3 -c "print($curl_sum+$(us "$c"))")
+    wrk_sum=$(python3 -c "print($wrk_sum+$(us "$w"))")
 done
-python3 -c "c=$cap_sum/$rounds; w=$wrk_sum/$rounds; print(f'mean CPU us/request: capacity {c:.1f}, wrk {w:.1f}; requests per CPU-second ratio capacity/wrk = {w/c:.2f}')"
+python3 -c "f=$fast_sum/$rounds; c=$curl_sum/$rounds; w=$wrk_sum/$rounds; print(f'mean CPU us/request: fast-http1 {f:.1f}, libcurl {c:.1f}, wrk {w:.1f}; requests per CPU-second ratio capacity/wrk: fast-http1 {w/f:.2f}, libcurl {w/c:.2f}')"

@@ -35,6 +35,14 @@
  *                            not counted.
  *   POST /control/reset      zeroes the counters, restarts the /bimodal sequence and cancels
  *                            the stall window.
+ * Routes for the engine's HTTP/1.1 parser (not counted in /control/stats; answered at once):
+ *   /chunked?n=N&size=S      200, Transfer-Encoding: chunked, N chunks of S bytes ('x').
+ *   /close                   200 {"ok":true} with Connection: close; the connection is closed.
+ *   /http10?len=L            "HTTP/1.0 200 OK", L = 1: with Content-Length, 0: the body ends
+ *                            with the close; the connection is closed either way.
+ *   /slowbytes?chunked=C     a 200 written one byte per write(2), 200 us apart (C = 1: chunked
+ *                            body, 0: Content-Length), Connection: close.
+ *   /garbage                 "garbage\r\n\r\n" (no status line), then the connection closes.
  *   anything else            404 {"error":"not_found"}.
  *
  * Self-check by hand, expected "status_seconds" on the right:
@@ -63,6 +71,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -111,6 +120,11 @@ struct request {
     int hang;             /* never answer: see serve_hang */
     unsigned status;      /* HTTP status of the answer */
     const char *allow;    /* Allow header for a 405, else NULL */
+    const char *raw;      /* written as it is on the socket, then the connection closes */
+    int raw_slow;         /* ... one byte per write */
+    int close;            /* Connection: close */
+    long long chunk_n;    /* > 0: a chunked answer of chunk_n chunks of chunk_size bytes */
+    long long chunk_size;
     char body[RESPONSE_BUFFER];
 };
 
@@ -257,6 +271,59 @@ static void plan_json(struct MHD_Connection *c, struct request *r)
     r->answer_at_ns = r->arrival_ns;
 }
 
+static void plan_chunked(struct MHD_Connection *c, struct request *r)
+{
+    if (query_int(c, r, "n", 1, 100000, &r->chunk_n) != 0 ||
+        query_int(c, r, "size", 1, 1000000, &r->chunk_size) != 0) {
+        r->chunk_n = 0;
+        return;
+    }
+    r->status = MHD_HTTP_OK;
+    r->answer_at_ns = r->arrival_ns;
+}
+
+static void plan_close(struct MHD_Connection *c, struct request *r)
+{
+    (void)c;
+    r->close = 1;
+    set_answer(r, MHD_HTTP_OK, "{\"ok\":true}");
+    r->answer_at_ns = r->arrival_ns;
+}
+
+static void plan_http10(struct MHD_Connection *c, struct request *r)
+{
+    long long len;
+
+    if (query_int(c, r, "len", 0, 1, &len) != 0)
+        return;
+    r->raw = len ? "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                   "11\r\n\r\n{\"ok\":true}"
+                 : "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}";
+    r->answer_at_ns = r->arrival_ns;
+}
+
+static void plan_slowbytes(struct MHD_Connection *c, struct request *r)
+{
+    long long chunked;
+
+    if (query_int(c, r, "chunked", 0, 1, &chunked) != 0)
+        return;
+    r->raw = chunked ? "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: "
+                       "close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"ok\"\r\n6;x=y\r\n"
+                       ":true}\r\n0\r\nX-Trailer: 1\r\n\r\n"
+                     : "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: "
+                       "close\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+    r->raw_slow = 1;
+    r->answer_at_ns = r->arrival_ns;
+}
+
+static void plan_garbage(struct MHD_Connection *c, struct request *r)
+{
+    (void)c;
+    r->raw = "garbage\r\n\r\n";
+    r->answer_at_ns = r->arrival_ns;
+}
+
 static void plan_control_stall(struct MHD_Connection *c, struct request *r)
 {
     long long ms, after;
@@ -314,6 +381,11 @@ static const struct route {
     {NULL, "/status", C_STATUS, plan_status},
     {NULL, "/hang", C_HANG, plan_hang},
     {NULL, "/json", C_JSON, plan_json},
+    {NULL, "/chunked", -1, plan_chunked},
+    {NULL, "/close", -1, plan_close},
+    {NULL, "/http10", -1, plan_http10},
+    {NULL, "/slowbytes", -1, plan_slowbytes},
+    {NULL, "/garbage", -1, plan_garbage},
     {"POST", "/control/stall", -1, plan_control_stall},
     {"GET", "/control/stats", -1, plan_control_stats},
     {"POST", "/control/reset", -1, plan_control_reset},
@@ -351,15 +423,84 @@ static void plan_request(struct MHD_Connection *c, const char *method, const cha
     set_answer(r, MHD_HTTP_NOT_FOUND, "{\"error\":\"not_found\"}");
 }
 
+/* A chunked answer in the making: chunks left to produce. */
+struct chunks {
+    long long left;
+    long long size;
+};
+
+static ssize_t chunk_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct chunks *ch = cls;
+    size_t n = (size_t)ch->size;
+
+    (void)pos;
+    if (ch->left == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n > max)
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* block size below: never */
+    memset(buf, 'x', n);
+    ch->left--;
+    return (ssize_t)n;
+}
+
+/* Writes r->raw on the connection's socket ourselves (slowly: one byte per write) and closes the
+ * connection: answers libmicrohttpd would not produce. */
+static enum MHD_Result serve_raw(struct MHD_Connection *c, const struct request *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci != NULL ? ci->connect_fd : -1;
+    size_t len = strlen(r->raw), off = 0;
+    int one = 1;
+
+    if (fd < 0)
+        return MHD_NO;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    while (off < len && !atomic_load(&stopping)) {
+        size_t k = r->raw_slow ? 1 : len - off;
+        ssize_t n = send(fd, r->raw + off, k, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            poll(&p, 1, 100);
+            continue;
+        }
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+        if (r->raw_slow)
+            sleep_until(now_ns() + 200000);
+    }
+    return MHD_NO; /* libmicrohttpd closes the connection */
+}
+
 /* Queues r's answer. */
 static enum MHD_Result answer(struct MHD_Connection *c, const struct request *r)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    resp = MHD_create_response_from_buffer(strlen(r->body), (void *)r->body, MHD_RESPMEM_MUST_COPY);
+    if (r->raw != NULL)
+        return serve_raw(c, r);
+    if (r->chunk_n > 0) {
+        struct chunks *ch = malloc(sizeof(*ch));
+        if (ch == NULL)
+            return MHD_NO;
+        ch->left = r->chunk_n;
+        ch->size = r->chunk_size;
+        /* Unknown size: HTTP/1.1 answers chunked, one chunk per call; the block fits a chunk. */
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, (size_t)r->chunk_size + 64,
+                                                 chunk_reader, ch, free);
+    } else {
+        resp = MHD_create_response_from_buffer(strlen(r->body), (void *)r->body,
+                                               MHD_RESPMEM_MUST_COPY);
+    }
     if (resp == NULL)
         return MHD_NO;
+    if (r->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (r->allow != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
