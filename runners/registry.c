@@ -9,6 +9,7 @@
 
 #include "capacity.h"
 #include "generate.h"
+#include "ratelimit.h"
 #include "runner.h"
 
 struct kind_entry {
@@ -18,7 +19,7 @@ struct kind_entry {
 
 static const struct kind_entry kinds[] = {
     {"capacity", &capacity_ops},
-    {"ratelimit", NULL},
+    {"ratelimit", &ratelimit_ops},
     {"generate", &generate_ops},
 };
 

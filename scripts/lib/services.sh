@@ -162,6 +162,10 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 EOF
+    # Callers may add settings (later lines win), e.g. LT_PG_EXTRA_CONF="$(lt_pg_tuning_conf)".
+    if [ -n "${LT_PG_EXTRA_CONF:-}" ]; then
+        printf '%s\n' "$LT_PG_EXTRA_CONF" >>"$dir/data/postgresql.conf"
+    fi
     for attempt in 1 2 3 4 5; do
         port=$(lt_free_port)
         if _lt_pg "$LT_PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgresql.log" -w -t 60 \
