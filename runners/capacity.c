@@ -60,15 +60,9 @@
 #include "http_engine.h"
 #include "lt_json.h"
 #include "lt_util.h"
+#include "target_spec.h"
 
 #define NS_PER_S           1000000000LL
-#define MAX_URL            2048
-#define MAX_HEADERS        64
-#define MAX_HEADER_VALUE   8192
-#define MAX_HEADER_NAME    256
-#define MAX_BODIES         1000
-#define MAX_BODY_BYTES     (1 << 20)
-#define MAX_EXPECT         100
 #define MAX_TOTAL_RATE     1000000.0
 #define DEFAULT_OPEN_CONNS 1024
 #define CANCEL_POLL_NS     50000000LL
@@ -76,13 +70,9 @@
 
 static const char *const top_keys[] = {"kind", "name",       "notify", "target",
                                        "load", "thresholds", NULL};
-static const char *const target_keys[] = {"url",        "method",        "headers", "bodies",
-                                          "timeout_ms", "expect_status", NULL};
 static const char *const load_keys[] = {
     "users",           "rate_per_user", "duration_s", "warmup_s", "model",
     "max_connections", "threads",       "seed",       "engine",   NULL};
-static const char *const methods[] = {"GET",    "POST", "PUT",     "PATCH",
-                                      "DELETE", "HEAD", "OPTIONS", NULL};
 static const char *const models[] = {"open", "closed", NULL};
 static const char *const engines[] = {"auto", "libcurl", NULL}; /* index = enum he_engine */
 
@@ -115,197 +105,14 @@ static lt_status spec_error(struct lt_error *err, const char *fp, const char *wh
     return lt_error_set(err, LT_ERR_INVALID_SPEC, fp, "%s %s", fp, what);
 }
 
-/* http:// or https://, no spaces or control bytes, a non-empty host, a numeric port if any. */
-static lt_status check_url(const char *url, struct lt_error *err)
-{
-    const char *fp = "/target/url";
-    const char *p, *auth_end, *host, *at;
-    size_t n;
-
-    for (p = url; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-            return spec_error(err, fp, "must not contain spaces or control characters");
-    }
-    if (strncasecmp(url, "http://", 7) == 0)
-        p = url + 7;
-    else if (strncasecmp(url, "https://", 8) == 0)
-        p = url + 8;
-    else
-        return spec_error(err, fp, "must start with http:// or https://");
-    auth_end = p + strcspn(p, "/?#");
-    host = p;
-    for (at = p; at < auth_end; at++) {
-        if (*at == '@')
-            host = at + 1;
-    }
-    if (host < auth_end && *host == '[') {
-        const char *close = memchr(host, ']', (size_t)(auth_end - host));
-        if (close == NULL || close == host + 1)
-            return spec_error(err, fp, "has a malformed IPv6 host");
-        p = close + 1;
-    } else {
-        p = host;
-        while (p < auth_end && *p != ':')
-            p++;
-        if (p == host)
-            return spec_error(err, fp, "must name a host");
-    }
-    if (p < auth_end) {
-        long port = 0;
-        if (*p != ':' || p + 1 == auth_end)
-            return spec_error(err, fp, "has a malformed port");
-        for (p++, n = 0; p < auth_end; p++, n++) {
-            if (*p < '0' || *p > '9' || n >= 5)
-                return spec_error(err, fp, "has a malformed port");
-            port = port * 10 + (*p - '0');
-        }
-        if (port < 1 || port > 65535)
-            return spec_error(err, fp, "has a port outside 1..65535");
-    }
-    return LT_OK;
-}
-
-static int is_tchar(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-static lt_status check_headers(json_t *target, struct lt_error *err)
-{
-    json_t *headers, *v;
-    const char *name;
-    char fp[128];
-    lt_status st = ltj_object(target, "/target", "headers", 0, &headers, err);
-
-    if (st != LT_OK)
-        return st;
-    if (json_object_size(headers) > MAX_HEADERS)
-        return lt_error_set(err, LT_ERR_INVALID_SPEC, "/target/headers",
-                            "/target/headers must have at most %d entries", MAX_HEADERS);
-    json_object_foreach(headers, name, v)
-    {
-        const char *s;
-        size_t len = strlen(name);
-
-        ltj_pointer(fp, sizeof(fp), "/target/headers", name);
-        if (len == 0 || len > MAX_HEADER_NAME)
-            return spec_error(err, fp, "a header name has 1 to 256 characters");
-        for (const char *c = name; *c; c++) {
-            if (!is_tchar(*c))
-                return lt_error_set(err, LT_ERR_INVALID_SPEC, fp,
-                                    "%s: '%.60s' is not a valid header name", fp, name);
-        }
-        if (strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0)
-            return lt_error_set(err, LT_ERR_INVALID_SPEC, fp, "%s: %.60s is set by the engine", fp,
-                                name);
-        if (!json_is_string(v))
-            return spec_error(err, fp, "must be a string");
-        s = json_string_value(v);
-        if (json_string_length(v) > MAX_HEADER_VALUE)
-            return spec_error(err, fp, "must be at most 8192 bytes long");
-        if (strlen(s) != json_string_length(v) || strpbrk(s, "\r\n") != NULL)
-            return spec_error(err, fp, "must not contain CR, LF or NUL");
-    }
-    return LT_OK;
-}
-
-static lt_status check_bodies(json_t *target, const char *method, struct lt_error *err)
-{
-    json_t *bodies = json_object_get(target, "bodies"), *v;
-    char fp[128];
-    size_t i;
-
-    if (bodies == NULL) {
-        if (json_object_set_new(target, "bodies", json_array()) != 0)
-            return lt_error_set(err, LT_ERR_NOMEM, "/target/bodies", "out of memory");
-        return LT_OK;
-    }
-    if (!json_is_array(bodies))
-        return spec_error(err, "/target/bodies", "must be an array");
-    if (json_array_size(bodies) > MAX_BODIES)
-        return spec_error(err, "/target/bodies", "must have at most 1000 items");
-    if (json_array_size(bodies) > 0 && strcmp(method, "HEAD") == 0)
-        return spec_error(err, "/target/bodies", "must be empty for HEAD requests");
-    json_array_foreach(bodies, i, v)
-    {
-        size_t len = json_is_string(v) ? json_string_length(v)
-                                       : json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (len > MAX_BODY_BYTES) {
-            snprintf(fp, sizeof(fp), "/target/bodies/%zu", i);
-            return spec_error(err, fp, "must be at most 1 MiB long");
-        }
-    }
-    return LT_OK;
-}
-
-static lt_status check_expect(json_t *target, struct lt_error *err)
-{
-    json_t *arr = json_object_get(target, "expect_status"), *v;
-    char fp[128];
-    size_t i;
-
-    if (arr == NULL) {
-        if (json_object_set_new(target, "expect_status", json_pack("[s]", "2xx")) != 0)
-            return lt_error_set(err, LT_ERR_NOMEM, "/target/expect_status", "out of memory");
-        return LT_OK;
-    }
-    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > MAX_EXPECT)
-        return spec_error(err, "/target/expect_status",
-                          "must be an array of 1 to 100 status codes or classes");
-    json_array_foreach(arr, i, v)
-    {
-        snprintf(fp, sizeof(fp), "/target/expect_status/%zu", i);
-        if (json_is_integer(v)) {
-            json_int_t c = json_integer_value(v);
-            if (c < 100 || c > 599)
-                return spec_error(err, fp, "must be a status code between 100 and 599");
-        } else if (json_is_string(v)) {
-            const char *s = json_string_value(v);
-            if (strlen(s) != 3 || s[0] < '1' || s[0] > '5' || (s[1] != 'x' && s[1] != 'X') ||
-                (s[2] != 'x' && s[2] != 'X'))
-                return spec_error(err, fp, "must be a class \"1xx\" to \"5xx\"");
-        } else {
-            return spec_error(err, fp, "must be an integer status or a string like \"2xx\"");
-        }
-    }
-    return LT_OK;
-}
-
 static lt_status validate_target(json_t *spec, struct lt_error *err)
 {
     json_t *target;
-    const char *url, *method;
-    int idx;
-    int64_t timeout;
     lt_status st;
 
     if ((st = ltj_object(spec, "", "target", 1, &target, err)) != LT_OK)
         return st;
-    if ((st = ltj_check_keys(target, "/target", target_keys, err)) != LT_OK)
-        return st;
-    if ((st = ltj_string(target, "/target", "url", 1, NULL, 1, MAX_URL, &url, err)) != LT_OK)
-        return st;
-    if ((st = check_url(url, err)) != LT_OK)
-        return st;
-    {
-        /* The service checks host:port against the allowlist through each_target; a URL that
-         * libcurl's parser (no DNS involved) cannot split must not get that far. */
-        char host[256];
-        int port;
-        if (runner_url_host(url, host, sizeof(host), &port) != 0)
-            return spec_error(err, "/target/url", "is not a URL libcurl can parse");
-    }
-    if ((st = ltj_enum(target, "/target", "method", 0, "GET", methods, &idx, err)) != LT_OK)
-        return st;
-    method = methods[idx];
-    if ((st = check_headers(target, err)) != LT_OK)
-        return st;
-    if ((st = check_bodies(target, method, err)) != LT_OK)
-        return st;
-    if ((st = ltj_int(target, "/target", "timeout_ms", 0, 5000, 1, 300000, &timeout, err)) != LT_OK)
-        return st;
-    return check_expect(target, err);
+    return target_spec_validate(target, "/target", 0, err);
 }
 
 static lt_status validate_load(json_t *spec, struct lt_error *err)

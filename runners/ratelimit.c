@@ -120,16 +120,10 @@
 #include "lt_json.h"
 #include "lt_util.h"
 #include "net_guard.h"
+#include "target_spec.h"
 
 #define NS_PER_S          1000000000LL
 #define NS_PER_MS         1000000LL
-#define MAX_URL           2048
-#define MAX_HEADERS       64
-#define MAX_HEADER_NAME   256
-#define MAX_HEADER_VALUE  8192
-#define MAX_BODIES        1000
-#define MAX_BODY_BYTES    (1 << 20)
-#define MAX_EXPECT        100
 #define MAX_POINTER       1024
 #define MAX_PREFIX        256
 #define MAX_REQUESTS      100000
@@ -158,8 +152,6 @@
 
 static const char *const top_keys[] = {"kind",  "name",      "notify", "target", "setup",
                                        "burst", "realistic", "expect", NULL};
-static const char *const target_keys[] = {"url",        "method",        "headers", "bodies",
-                                          "timeout_ms", "expect_status", NULL};
 static const char *const setup_keys[] = {"url", "method", "headers", "body", "extract", NULL};
 static const char *const extract_keys[] = {"json_pointer", "header", "prefix", NULL};
 static const char *const burst_keys[] = {
@@ -169,8 +161,6 @@ static const char *const realistic_keys[] = {"agents",   "requests_min", "reques
                                              "window_s", "windows",      "concurrent_with_burst",
                                              "seed",     "wait_s",       NULL};
 static const char *const expect_keys[] = {"refill_per_s", "refill_tolerance", "retry_after", NULL};
-static const char *const methods[] = {"GET",    "POST", "PUT",     "PATCH",
-                                      "DELETE", "HEAD", "OPTIONS", NULL};
 
 /* ---- validation ----------------------------------------------------------------------------- */
 
@@ -180,218 +170,14 @@ static lt_status spec_error(struct lt_error *err, const char *fp, const char *wh
     return lt_error_set(err, LT_ERR_INVALID_SPEC, fp, "%s %s", fp, what);
 }
 
-/* http:// or https://, no spaces or control bytes, a non-empty host, a numeric port if any, and
- * a URL libcurl's parser can split (the allowlist check at POST time needs host and port). */
-static lt_status check_url(const char *url, const char *fp, struct lt_error *err)
-{
-    const char *p, *auth_end, *host, *at;
-    char h[256];
-    int port;
-    size_t n;
-
-    for (p = url; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-            return spec_error(err, fp, "must not contain spaces or control characters");
-    }
-    if (strncasecmp(url, "http://", 7) == 0)
-        p = url + 7;
-    else if (strncasecmp(url, "https://", 8) == 0)
-        p = url + 8;
-    else
-        return spec_error(err, fp, "must start with http:// or https://");
-    auth_end = p + strcspn(p, "/?#");
-    host = p;
-    for (at = p; at < auth_end; at++) {
-        if (*at == '@')
-            host = at + 1;
-    }
-    if (host < auth_end && *host == '[') {
-        const char *close = memchr(host, ']', (size_t)(auth_end - host));
-        if (close == NULL || close == host + 1)
-            return spec_error(err, fp, "has a malformed IPv6 host");
-        p = close + 1;
-    } else {
-        p = host;
-        while (p < auth_end && *p != ':')
-            p++;
-        if (p == host)
-            return spec_error(err, fp, "must name a host");
-    }
-    if (p < auth_end) {
-        long v = 0;
-        if (*p != ':' || p + 1 == auth_end)
-            return spec_error(err, fp, "has a malformed port");
-        for (p++, n = 0; p < auth_end; p++, n++) {
-            if (*p < '0' || *p > '9' || n >= 5)
-                return spec_error(err, fp, "has a malformed port");
-            v = v * 10 + (*p - '0');
-        }
-        if (v < 1 || v > 65535)
-            return spec_error(err, fp, "has a port outside 1..65535");
-    }
-    if (runner_url_host(url, h, sizeof(h), &port) != 0)
-        return spec_error(err, fp, "is not a URL libcurl can parse");
-    return LT_OK;
-}
-
-static int is_tchar(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-/* A header name: 1..256 token characters, and not one libcurl computes itself. */
-static lt_status check_header_name(const char *name, const char *fp, struct lt_error *err)
-{
-    size_t len = strlen(name);
-
-    if (len == 0 || len > MAX_HEADER_NAME)
-        return spec_error(err, fp, "a header name has 1 to 256 characters");
-    for (const char *c = name; *c; c++) {
-        if (!is_tchar(*c))
-            return lt_error_set(err, LT_ERR_INVALID_SPEC, fp,
-                                "%s: '%.60s' is not a valid header name", fp, name);
-    }
-    if (strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0)
-        return lt_error_set(err, LT_ERR_INVALID_SPEC, fp, "%s: %.60s is set by the engine", fp,
-                            name);
-    return LT_OK;
-}
-
-/* A header value (or prefix): a string of at most maxlen bytes without CR, LF or NUL. */
-static lt_status check_header_value(json_t *v, const char *fp, size_t maxlen, struct lt_error *err)
-{
-    const char *s;
-
-    if (!json_is_string(v))
-        return spec_error(err, fp, "must be a string");
-    s = json_string_value(v);
-    if (json_string_length(v) > maxlen)
-        return lt_error_set(err, LT_ERR_INVALID_SPEC, fp, "%s must be at most %zu bytes long", fp,
-                            maxlen);
-    if (strlen(s) != json_string_length(v) || strpbrk(s, "\r\n") != NULL)
-        return spec_error(err, fp, "must not contain CR, LF or NUL");
-    return LT_OK;
-}
-
-/* owner.headers: an optional object of at most 64 valid headers (created empty when absent). */
-static lt_status check_headers(json_t *owner, const char *owner_ptr, struct lt_error *err)
-{
-    json_t *headers, *v;
-    const char *name;
-    char fp[128], hp[128];
-    lt_status st = ltj_object(owner, owner_ptr, "headers", 0, &headers, err);
-
-    if (st != LT_OK)
-        return st;
-    ltj_pointer(hp, sizeof(hp), owner_ptr, "headers");
-    if (json_object_size(headers) > MAX_HEADERS)
-        return lt_error_set(err, LT_ERR_INVALID_SPEC, hp, "%s must have at most %d entries", hp,
-                            MAX_HEADERS);
-    json_object_foreach(headers, name, v)
-    {
-        ltj_pointer(fp, sizeof(fp), hp, name);
-        if ((st = check_header_name(name, fp, err)) != LT_OK)
-            return st;
-        if ((st = check_header_value(v, fp, MAX_HEADER_VALUE, err)) != LT_OK)
-            return st;
-    }
-    return LT_OK;
-}
-
-static size_t json_size(const json_t *v)
-{
-    return json_is_string(v) ? json_string_length(v)
-                             : json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-}
-
-static lt_status check_bodies(json_t *target, const char *method, struct lt_error *err)
-{
-    json_t *bodies = json_object_get(target, "bodies"), *v;
-    char fp[128];
-    size_t i;
-
-    if (bodies == NULL) {
-        if (json_object_set_new(target, "bodies", json_array()) != 0)
-            return lt_error_set(err, LT_ERR_NOMEM, "/target/bodies", "out of memory");
-        return LT_OK;
-    }
-    if (!json_is_array(bodies))
-        return spec_error(err, "/target/bodies", "must be an array");
-    if (json_array_size(bodies) > MAX_BODIES)
-        return spec_error(err, "/target/bodies", "must have at most 1000 items");
-    if (json_array_size(bodies) > 0 && strcmp(method, "HEAD") == 0)
-        return spec_error(err, "/target/bodies", "must be empty for HEAD requests");
-    json_array_foreach(bodies, i, v)
-    {
-        if (json_size(v) > MAX_BODY_BYTES) {
-            snprintf(fp, sizeof(fp), "/target/bodies/%zu", i);
-            return spec_error(err, fp, "must be at most 1 MiB long");
-        }
-    }
-    return LT_OK;
-}
-
-static lt_status check_expect_status(json_t *target, struct lt_error *err)
-{
-    json_t *arr = json_object_get(target, "expect_status"), *v;
-    char fp[128];
-    size_t i;
-
-    if (arr == NULL) {
-        if (json_object_set_new(target, "expect_status", json_pack("[s]", "2xx")) != 0)
-            return lt_error_set(err, LT_ERR_NOMEM, "/target/expect_status", "out of memory");
-        return LT_OK;
-    }
-    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > MAX_EXPECT)
-        return spec_error(err, "/target/expect_status",
-                          "must be an array of 1 to 100 status codes or classes");
-    json_array_foreach(arr, i, v)
-    {
-        snprintf(fp, sizeof(fp), "/target/expect_status/%zu", i);
-        if (json_is_integer(v)) {
-            json_int_t c = json_integer_value(v);
-            if (c < 100 || c > 599)
-                return spec_error(err, fp, "must be a status code between 100 and 599");
-            if (c == 429)
-                return spec_error(err, fp, "must not be 429: 429 is the limiter's answer");
-        } else if (json_is_string(v)) {
-            const char *s = json_string_value(v);
-            if (strlen(s) != 3 || s[0] < '1' || s[0] > '5' || (s[1] != 'x' && s[1] != 'X') ||
-                (s[2] != 'x' && s[2] != 'X'))
-                return spec_error(err, fp, "must be a class \"1xx\" to \"5xx\"");
-        } else {
-            return spec_error(err, fp, "must be an integer status or a string like \"2xx\"");
-        }
-    }
-    return LT_OK;
-}
-
 static lt_status validate_target(json_t *spec, struct lt_error *err)
 {
     json_t *target;
-    const char *url;
-    int idx;
-    int64_t timeout;
     lt_status st;
 
     if ((st = ltj_object(spec, "", "target", 1, &target, err)) != LT_OK)
         return st;
-    if ((st = ltj_check_keys(target, "/target", target_keys, err)) != LT_OK)
-        return st;
-    if ((st = ltj_string(target, "/target", "url", 1, NULL, 1, MAX_URL, &url, err)) != LT_OK)
-        return st;
-    if ((st = check_url(url, "/target/url", err)) != LT_OK)
-        return st;
-    if ((st = ltj_enum(target, "/target", "method", 0, "GET", methods, &idx, err)) != LT_OK)
-        return st;
-    if ((st = check_headers(target, "/target", err)) != LT_OK)
-        return st;
-    if ((st = check_bodies(target, methods[idx], err)) != LT_OK)
-        return st;
-    if ((st = ltj_int(target, "/target", "timeout_ms", 0, 5000, 1, 300000, &timeout, err)) != LT_OK)
-        return st;
-    return check_expect_status(target, err);
+    return target_spec_validate(target, "/target", TARGET_SPEC_FORBID_429, err);
 }
 
 /* RFC 6901: "" (the whole document) or "/"-separated tokens where "~" is only "~0" or "~1". */
@@ -420,19 +206,21 @@ static lt_status validate_setup(json_t *spec, int *has_setup, struct lt_error *e
         return spec_error(err, "/setup", "must be an object");
     if ((st = ltj_check_keys(setup, "/setup", setup_keys, err)) != LT_OK)
         return st;
-    if ((st = ltj_string(setup, "/setup", "url", 1, NULL, 1, MAX_URL, &url, err)) != LT_OK)
+    if ((st = ltj_string(setup, "/setup", "url", 1, NULL, 1, TARGET_SPEC_MAX_URL, &url, err)) !=
+        LT_OK)
         return st;
-    if ((st = check_url(url, "/setup/url", err)) != LT_OK)
+    if ((st = target_spec_check_url(url, "/setup/url", err)) != LT_OK)
         return st;
-    if ((st = ltj_enum(setup, "/setup", "method", 0, "POST", methods, &idx, err)) != LT_OK)
+    if ((st = ltj_enum(setup, "/setup", "method", 0, "POST", target_spec_methods, &idx, err)) !=
+        LT_OK)
         return st;
-    if (strcmp(methods[idx], "HEAD") == 0)
+    if (strcmp(target_spec_methods[idx], "HEAD") == 0)
         return spec_error(err, "/setup/method",
                           "must not be HEAD: the identity is read from the answer's body");
-    if ((st = check_headers(setup, "/setup", err)) != LT_OK)
+    if ((st = target_spec_check_headers(setup, "/setup", err)) != LT_OK)
         return st;
     body = json_object_get(setup, "body");
-    if (body != NULL && json_size(body) > MAX_BODY_BYTES)
+    if (body != NULL && target_spec_body_size(body) > TARGET_SPEC_MAX_BODY_BYTES)
         return spec_error(err, "/setup/body", "must be at most 1 MiB long");
     if ((st = ltj_object(setup, "/setup", "extract", 1, &extract, err)) != LT_OK)
         return st;
@@ -445,16 +233,16 @@ static lt_status validate_setup(json_t *spec, int *has_setup, struct lt_error *e
         !pointer_syntax_ok(ptr))
         return spec_error(err, "/setup/extract/json_pointer",
                           "must be a JSON pointer (RFC 6901) such as \"/api_key\"");
-    if ((st = ltj_string(extract, "/setup/extract", "header", 1, NULL, 1, MAX_HEADER_NAME, &header,
-                         err)) != LT_OK)
+    if ((st = ltj_string(extract, "/setup/extract", "header", 1, NULL, 1,
+                         TARGET_SPEC_MAX_HEADER_NAME, &header, err)) != LT_OK)
         return st;
-    if ((st = check_header_name(header, "/setup/extract/header", err)) != LT_OK)
+    if ((st = target_spec_check_header_name(header, "/setup/extract/header", err)) != LT_OK)
         return st;
     if ((st = ltj_string(extract, "/setup/extract", "prefix", 0, "", 0, MAX_PREFIX, &prefix,
                          err)) != LT_OK)
         return st;
-    return check_header_value(json_object_get(extract, "prefix"), "/setup/extract/prefix",
-                              MAX_PREFIX, err);
+    return target_spec_check_header_value(json_object_get(extract, "prefix"),
+                                          "/setup/extract/prefix", MAX_PREFIX, err);
 }
 
 static lt_status validate_burst(json_t *spec, int64_t *expect_limit, struct lt_error *err)
