@@ -208,59 +208,13 @@ static lt_status capacity_validate(json_t *spec, struct lt_error *err)
 
 /* ---- secrets -------------------------------------------------------------------------------- */
 
-static int secret_header(const char *name)
-{
-    static const char *const exact[] = {"authorization", "proxy-authorization", "cookie",
-                                        "set-cookie", NULL};
-    static const char *const parts[] = {"token", "secret", "key", "password", "auth", NULL};
-
-    for (int i = 0; exact[i]; i++) {
-        if (strcasecmp(name, exact[i]) == 0)
-            return 1;
-    }
-    for (int i = 0; parts[i]; i++) {
-        if (strcasestr(name, parts[i]) != NULL)
-            return 1;
-    }
-    return 0;
-}
-
 /* Hides header values that carry credentials and the password of a user:password@ URL. */
 static void capacity_mask_secrets(json_t *spec)
 {
     json_t *target = json_object_get(spec, "target");
-    json_t *headers = json_object_get(target, "headers"), *v;
-    json_t *url = json_object_get(target, "url");
-    const char *name;
 
-    json_object_foreach(headers, name, v)
-    {
-        if (json_is_string(v) && secret_header(name))
-            json_object_set_new(headers, name, json_string("***"));
-    }
-    if (json_is_string(url)) {
-        const char *u = json_string_value(url);
-        const char *auth = strstr(u, "://");
-        const char *end, *at = NULL, *colon = NULL;
-
-        if (auth == NULL)
-            return;
-        auth += 3;
-        end = auth + strcspn(auth, "/?#");
-        for (const char *p = auth; p < end; p++) {
-            if (*p == '@')
-                at = p;
-        }
-        if (at != NULL)
-            colon = memchr(auth, ':', (size_t)(at - auth));
-        if (colon != NULL) {
-            char *masked = NULL;
-            if (asprintf(&masked, "%.*s***%s", (int)(colon + 1 - u), u, at) >= 0) {
-                json_object_set_new(target, "url", json_string(masked));
-                free(masked);
-            }
-        }
-    }
+    target_spec_mask_headers(target);
+    target_spec_mask_url(target);
 }
 
 /* ---- targets -------------------------------------------------------------------------------- */

@@ -394,62 +394,6 @@ static lt_status ratelimit_validate(json_t *spec, struct lt_error *err)
 
 /* ---- secrets -------------------------------------------------------------------------------- */
 
-static int secret_name(const char *name)
-{
-    static const char *const exact[] = {"authorization", "proxy-authorization", "cookie",
-                                        "set-cookie", NULL};
-    static const char *const parts[] = {"token", "secret", "key", "password", "auth", NULL};
-
-    for (int i = 0; exact[i]; i++) {
-        if (strcasecmp(name, exact[i]) == 0)
-            return 1;
-    }
-    for (int i = 0; parts[i]; i++) {
-        if (strcasestr(name, parts[i]) != NULL)
-            return 1;
-    }
-    return 0;
-}
-
-static void mask_headers(json_t *owner)
-{
-    json_t *headers = json_object_get(owner, "headers"), *v;
-    const char *name;
-
-    json_object_foreach(headers, name, v)
-    {
-        if (json_is_string(v) && secret_name(name))
-            json_object_set_new(headers, name, json_string("***"));
-    }
-}
-
-/* The password of a user:password@ URL becomes ***. */
-static void mask_url(json_t *owner)
-{
-    json_t *url = json_object_get(owner, "url");
-    const char *u, *auth, *end, *at = NULL, *colon = NULL;
-    char *masked = NULL;
-
-    if (!json_is_string(url))
-        return;
-    u = json_string_value(url);
-    auth = strstr(u, "://");
-    if (auth == NULL)
-        return;
-    auth += 3;
-    end = auth + strcspn(auth, "/?#");
-    for (const char *p = auth; p < end; p++) {
-        if (*p == '@')
-            at = p;
-    }
-    if (at != NULL)
-        colon = memchr(auth, ':', (size_t)(at - auth));
-    if (colon != NULL && asprintf(&masked, "%.*s***%s", (int)(colon + 1 - u), u, at) >= 0) {
-        json_object_set_new(owner, "url", json_string(masked));
-        free(masked);
-    }
-}
-
 /* Members of the setup body whose names look like credentials ({"password": ...}), at any
  * depth. */
 static void mask_json(json_t *v, int depth)
@@ -463,7 +407,7 @@ static void mask_json(json_t *v, int depth)
     if (json_is_object(v)) {
         json_object_foreach(v, name, m)
         {
-            if (secret_name(name) && (json_is_string(m) || json_is_number(m)))
+            if (target_spec_secret_name(name) && (json_is_string(m) || json_is_number(m)))
                 json_object_set_new(v, name, json_string("***"));
             else
                 mask_json(m, depth + 1);
@@ -481,11 +425,11 @@ static void ratelimit_mask_secrets(json_t *spec)
     json_t *target = json_object_get(spec, "target");
     json_t *setup = json_object_get(spec, "setup");
 
-    mask_headers(target);
-    mask_url(target);
+    target_spec_mask_headers(target);
+    target_spec_mask_url(target);
     if (json_is_object(setup)) {
-        mask_headers(setup);
-        mask_url(setup);
+        target_spec_mask_headers(setup);
+        target_spec_mask_url(setup);
         mask_json(json_object_get(setup, "body"), 0);
     }
 }

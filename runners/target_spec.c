@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -246,4 +247,62 @@ lt_status target_spec_validate(json_t *target, const char *ptr, unsigned flags,
     if ((st = ltj_int(target, ptr, "timeout_ms", 0, 5000, 1, 300000, &timeout, err)) != LT_OK)
         return st;
     return target_spec_check_expect_status(target, ptr, flags, err);
+}
+
+/* ---- secrets -------------------------------------------------------------------------------- */
+
+int target_spec_secret_name(const char *name)
+{
+    static const char *const exact[] = {"authorization", "proxy-authorization", "cookie",
+                                        "set-cookie", NULL};
+    static const char *const parts[] = {"token", "secret", "key", "password", "auth", NULL};
+
+    for (int i = 0; exact[i]; i++) {
+        if (strcasecmp(name, exact[i]) == 0)
+            return 1;
+    }
+    for (int i = 0; parts[i]; i++) {
+        if (strcasestr(name, parts[i]) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+void target_spec_mask_headers(json_t *owner)
+{
+    json_t *headers = json_object_get(owner, "headers"), *v;
+    const char *name;
+
+    json_object_foreach(headers, name, v)
+    {
+        if (json_is_string(v) && target_spec_secret_name(name))
+            json_object_set_new(headers, name, json_string("***"));
+    }
+}
+
+/* The password of a user:password@ URL becomes ***. */
+void target_spec_mask_url(json_t *owner)
+{
+    json_t *url = json_object_get(owner, "url");
+    const char *u, *auth, *end, *at = NULL, *colon = NULL;
+    char *masked = NULL;
+
+    if (!json_is_string(url))
+        return;
+    u = json_string_value(url);
+    auth = strstr(u, "://");
+    if (auth == NULL)
+        return;
+    auth += 3;
+    end = auth + strcspn(auth, "/?#");
+    for (const char *p = auth; p < end; p++) {
+        if (*p == '@')
+            at = p;
+    }
+    if (at != NULL)
+        colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon != NULL && asprintf(&masked, "%.*s***%s", (int)(colon + 1 - u), u, at) >= 0) {
+        json_object_set_new(owner, "url", json_string(masked));
+        free(masked);
+    }
 }

@@ -65,4 +65,13 @@ lt_status target_spec_check_expect_status(json_t *obj, const char *ptr, unsigned
 lt_status target_spec_validate(json_t *target, const char *ptr, unsigned flags,
                                struct lt_error *err);
 
+/* 1 when a header or member name looks like it carries a credential (Authorization, Cookie,
+ * anything containing token, secret, key, password or auth). */
+int target_spec_secret_name(const char *name);
+/* Replaces with "***" the values of owner's "headers" whose names look like credentials.
+ * owner is borrowed (modified in place); NULL or no headers is fine. */
+void target_spec_mask_headers(json_t *owner);
+/* Replaces the password of owner's "url" (scheme://user:password@host/...) with "***". */
+void target_spec_mask_url(json_t *owner);
+
 #endif
