@@ -149,45 +149,34 @@ static void h_version(struct http_request *req, struct http_response *resp)
 
 #define IDEMPOTENCY_KEY_MAX 255
 
-/* Answers a retried POST with the run its first attempt created (same status code as the
- * first answer, so a client that checks for 202 needs no special case), or 409 when the key was
- * used for another spec. Returns 0 when it answered. */
-static int replay_idempotent(struct http_request *req, struct http_response *resp, const char *key,
-                             const json_t *masked)
+/* Looks up the run a POST with Idempotency-Key key created. Returns LT_ERR_NOT_FOUND when there
+ * is none; LT_OK with *out filled when it exists with the same (masked) spec; LT_ERR_CONFLICT
+ * (err set) when the key was used for another spec. */
+static lt_status find_idempotent(struct app *app, const char *key, const json_t *masked,
+                                 struct run_record *out, struct lt_error *err)
 {
-    struct run_record r;
     json_t *stored;
     lt_status st;
     int same;
 
-    memset(&r, 0, sizeof(r));
-    st = store_find_idempotent(req->app->store, key, &r);
+    st = store_find_idempotent(app->store, key, out);
     if (st == LT_ERR_NOT_FOUND)
-        return -1;
-    if (st != LT_OK) {
-        http_fail(resp, st, NULL, "the run store cannot be read: %s", lt_status_code(st));
-        return 0;
-    }
-    snprintf(req->log_run, sizeof(req->log_run), "%s", r.id);
-    stored = json_loads(r.spec_json, 0, NULL);
+        return st;
+    if (st != LT_OK)
+        return lt_error_set(err, st, NULL, "the run store cannot be read: %s", lt_status_code(st));
+    stored = json_loads(out->spec_json, 0, NULL);
     same = stored && json_equal(stored, (json_t *)masked);
     json_decref(stored);
-    if (!same) {
-        http_fail(resp, LT_ERR_CONFLICT, NULL,
-                  "Idempotency-Key '%s' was already used for run %s with a different spec", key,
-                  r.id);
-    } else {
-        resp->status = 202;
-        resp->replayed = 1;
-        snprintf(resp->location, sizeof(resp->location), "/v1/runs/%s", r.id);
-        run_etag(&r, resp->etag, sizeof(resp->etag), NULL);
-        resp->body = routes_run_document(&r, 1);
-    }
-    run_record_clear(&r);
-    return 0;
+    if (same)
+        return LT_OK;
+    st = lt_error_set(err, LT_ERR_CONFLICT, NULL,
+                      "Idempotency-Key '%s' was already used for run %s with a different spec", key,
+                      out->id);
+    run_record_clear(out);
+    return st;
 }
 
-static int idempotency_key_ok(const char *key)
+int routes_idempotency_key_ok(const char *key)
 {
     size_t n = strlen(key);
 
@@ -200,78 +189,109 @@ static int idempotency_key_ok(const char *key)
     return 1;
 }
 
-static void h_create_run(struct http_request *req, struct http_response *resp)
+lt_status routes_submit_run(struct app *app, const char *body, size_t len, const char *ikey,
+                            struct run_record *out, int *replayed, struct lt_error *err)
 {
-    struct lt_error err;
     json_t *spec = NULL;
     json_t *masked = NULL;
     const struct runner_ops *ops = NULL;
-    struct run_record rec;
     lt_status st;
     const char *name;
-    const char *ikey = http_header(req, "Idempotency-Key");
+
+    memset(out, 0, sizeof(*out));
+    *replayed = 0;
+    if (ikey && !routes_idempotency_key_ok(ikey))
+        return lt_error_set(err, LT_ERR_INVALID_PARAM, "Idempotency-Key",
+                            "Idempotency-Key must be 1 to %d visible ASCII characters",
+                            IDEMPOTENCY_KEY_MAX);
+    st = spec_parse(body, len, &spec, &masked, &ops, err);
+    if (st != LT_OK)
+        return st;
+    /* Fail closed: a kind that cannot say where it will connect is not run at all. */
+    if (ops->each_target == NULL) {
+        st = lt_error_set(err, LT_ERR_INTERNAL, "/kind",
+                          "kind '%s' cannot list its targets, so they cannot be checked against "
+                          "the allowlist",
+                          ops->kind);
+        goto out;
+    }
+    struct target_check tc = {.allow = app->allow};
+    if (ops->each_target(spec, check_target, &tc) != 0) {
+        st = lt_error_set(err, LT_ERR_FORBIDDEN_TARGET, tc.field,
+                          "%s port %d is not on this daemon's target allowlist (--allow-target)",
+                          tc.host, tc.port);
+        goto out;
+    }
+    if (ikey) {
+        st = find_idempotent(app, ikey, masked, out, err);
+        if (st == LT_OK)
+            *replayed = 1;
+        if (st != LT_ERR_NOT_FOUND)
+            goto out;
+    }
+    lt_new_run_id(out->id);
+    snprintf(out->kind, sizeof(out->kind), "%s", ops->kind);
+    name = json_string_value(json_object_get(spec, "name"));
+    out->name = name ? strdup(name) : NULL;
+    out->idempotency_key = ikey ? strdup(ikey) : NULL;
+    out->created_at_ms = lt_now_ms();
+    out->spec_json = json_dumps(masked, JSON_COMPACT);
+    if (out->spec_json == NULL || (name && out->name == NULL) || (ikey && !out->idempotency_key)) {
+        st = lt_error_set(err, LT_ERR_NOMEM, NULL, "out of memory");
+        goto out;
+    }
+    st = pool_submit(app->pool, out, spec, ops); /* takes spec */
+    spec = NULL;
+    if (st == LT_ERR_CONFLICT && ikey) {
+        /* A concurrent retry with the same key won the insert. */
+        run_record_clear(out);
+        st = find_idempotent(app, ikey, masked, out, err);
+        if (st == LT_OK)
+            *replayed = 1;
+        else if (st == LT_ERR_NOT_FOUND)
+            st = lt_error_set(err, LT_ERR_CONFLICT, NULL, "the run id was taken; retry");
+        goto out;
+    }
+    if (st == LT_ERR_TOO_MANY_RUNS)
+        st = lt_error_set(err, st, NULL,
+                          "the run queue is full; wait for runs to finish or cancel some, then "
+                          "retry");
+    else if (st != LT_OK)
+        st = lt_error_set(err, st, NULL, "the run could not be stored: %s", lt_status_code(st));
+out:
+    if (st != LT_OK)
+        run_record_clear(out);
+    json_decref(spec);
+    json_decref(masked);
+    return st;
+}
+
+void routes_answer_run(struct http_request *req, struct http_response *resp,
+                       const struct run_record *r, int replayed)
+{
+    snprintf(req->log_run, sizeof(req->log_run), "%s", r->id);
+    /* A replay answers with the first attempt's status code, so a client checking for 202
+     * needs no special case. */
+    resp->status = 202;
+    resp->replayed = replayed;
+    snprintf(resp->location, sizeof(resp->location), "/v1/runs/%s", r->id);
+    run_etag(r, resp->etag, sizeof(resp->etag), NULL);
+    resp->body = routes_run_document(r, 1);
+}
+
+static void h_create_run(struct http_request *req, struct http_response *resp)
+{
+    struct lt_error err;
+    struct run_record rec;
+    int replayed = 0;
 
     memset(&err, 0, sizeof(err));
-    memset(&rec, 0, sizeof(rec));
-    if (ikey && !idempotency_key_ok(ikey)) {
-        http_fail(resp, LT_ERR_INVALID_PARAM, "Idempotency-Key",
-                  "Idempotency-Key must be 1 to %d visible ASCII characters", IDEMPOTENCY_KEY_MAX);
-        return;
-    }
-    st = spec_parse(req->body, req->body_len, &spec, &masked, &ops, &err);
-    if (st != LT_OK) {
+    if (routes_submit_run(req->app, req->body, req->body_len, http_header(req, "Idempotency-Key"),
+                          &rec, &replayed, &err) != LT_OK) {
         http_error(resp, &err);
         return;
     }
-    /* Fail closed: a kind that cannot say where it will connect is not run at all. */
-    if (ops->each_target == NULL) {
-        http_fail(resp, LT_ERR_INTERNAL, "/kind",
-                  "kind '%s' cannot list its targets, so they cannot be checked against the "
-                  "allowlist",
-                  ops->kind);
-        goto out;
-    }
-    struct target_check tc = {.allow = req->app->allow};
-    if (ops->each_target(spec, check_target, &tc) != 0) {
-        http_fail(resp, LT_ERR_FORBIDDEN_TARGET, tc.field,
-                  "%s port %d is not on this daemon's target allowlist (--allow-target)", tc.host,
-                  tc.port);
-        goto out;
-    }
-    if (ikey && replay_idempotent(req, resp, ikey, masked) == 0)
-        goto out;
-    lt_new_run_id(rec.id);
-    snprintf(rec.kind, sizeof(rec.kind), "%s", ops->kind);
-    name = json_string_value(json_object_get(spec, "name"));
-    rec.name = name ? strdup(name) : NULL;
-    rec.idempotency_key = ikey ? strdup(ikey) : NULL;
-    rec.created_at_ms = lt_now_ms();
-    rec.spec_json = json_dumps(masked, JSON_COMPACT);
-    if (rec.spec_json == NULL || (name && rec.name == NULL) || (ikey && !rec.idempotency_key)) {
-        http_fail(resp, LT_ERR_NOMEM, NULL, "out of memory");
-        goto out;
-    }
-    st = pool_submit(req->app->pool, &rec, spec, ops); /* takes spec */
-    spec = NULL;
-    if (st == LT_ERR_CONFLICT && ikey && replay_idempotent(req, resp, ikey, masked) == 0)
-        goto out; /* a concurrent retry with the same key won the insert */
-    if (st == LT_ERR_TOO_MANY_RUNS) {
-        http_fail(resp, st, NULL,
-                  "the run queue is full; wait for runs to finish or cancel some, then retry");
-        goto out;
-    }
-    if (st != LT_OK) {
-        http_fail(resp, st, NULL, "the run could not be stored: %s", lt_status_code(st));
-        goto out;
-    }
-    snprintf(req->log_run, sizeof(req->log_run), "%s", rec.id);
-    resp->status = 202;
-    snprintf(resp->location, sizeof(resp->location), "/v1/runs/%s", rec.id);
-    run_etag(&rec, resp->etag, sizeof(resp->etag), NULL);
-    resp->body = routes_run_document(&rec, 1);
-out:
-    json_decref(spec);
-    json_decref(masked);
+    routes_answer_run(req, resp, &rec, replayed);
     run_record_clear(&rec);
 }
 

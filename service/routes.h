@@ -26,4 +26,19 @@ extern const struct http_route routes_table[];
  * Returns new; caller decrefs. */
 json_t *routes_run_document(const struct run_record *r, int full);
 
+/* 1 when key is a valid Idempotency-Key (1 to 255 visible ASCII characters). */
+int routes_idempotency_key_ok(const char *key);
+
+/* Everything POST /v1/runs does with a body: decodes and validates the spec, checks its targets
+ * against the allowlist, replays an earlier run created with the same Idempotency-Key ikey (may
+ * be NULL), else stores and queues a new run. On LT_OK *out is the run (caller clears it) and
+ * *replayed says whether it was created earlier. On failure err names the cause (and the field)
+ * and nothing is stored. Used by every way of starting a run (REST, presets, chat-ops). */
+lt_status routes_submit_run(struct app *app, const char *body, size_t len, const char *ikey,
+                            struct run_record *out, int *replayed, struct lt_error *err);
+
+/* Answers 202 with Location, ETag and the run document of r. */
+void routes_answer_run(struct http_request *req, struct http_response *resp,
+                       const struct run_record *r, int replayed);
+
 #endif
