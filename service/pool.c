@@ -127,6 +127,9 @@ static void finish_job(struct pool *p, struct job *j, struct runner_outcome *out
     lt_status st;
     char extra[128];
 
+    if (p->cfg.amend_verdict && !atomic_load(&j->cancel) && out->error.status == LT_OK &&
+        json_is_object(out->verdict))
+        p->cfg.amend_verdict(p->cfg.hook_opaque, j->id, j->spec, out->result, out->verdict);
     if (atomic_load(&j->cancel)) {
         final = RUN_CANCELLED;
     } else if (out->error.status != LT_OK) {
@@ -216,6 +219,8 @@ static void run_job(struct pool *p, struct job *j)
 
     j->ops->execute(&rj, &out);
     finish_job(p, j, &out);
+    if (p->cfg.on_finished)
+        p->cfg.on_finished(p->cfg.hook_opaque, j->id);
     json_decref(out.result);
     json_decref(out.verdict);
 }

@@ -17,6 +17,16 @@ struct pool_config {
     int max_concurrent;          /* run threads: runs executing at once (1..64) */
     int max_queued;              /* runs waiting beyond those (0..10000) */
     struct runner_config runner; /* handed to every runner */
+    /* Optional hooks, called on the run thread of the run (never with the pool lock held):
+     * amend_verdict, for a run that completed with a verdict (not cancelled, not an error),
+     * after execute returned and before the final state is stored: it may append checks to
+     * verdict and set its "pass" to false (the final status follows "pass"). spec is the
+     * unmasked spec. on_finished, after the final state of a run that started was stored
+     * (whatever it is; a run cancelled while queued never starts). */
+    void (*amend_verdict)(void *opaque, const char *id, const json_t *spec, const json_t *result,
+                          json_t *verdict);
+    void (*on_finished)(void *opaque, const char *id);
+    void *hook_opaque;
 };
 
 /* Starts the run threads. st is borrowed and must outlive the pool. Returns new; NULL on
