@@ -4,12 +4,14 @@ N(0,1) components, row i = base[i mod bases] + N(0, sigma) noise, L2-normalised,
 metadata) in plain Python, then inserts them with asyncpg's executemany of INSERT statements
 in batches of 1000, the vector passed as text ('[x,y,...]'), and optionally builds the HNSW index
 (CREATE INDEX ... USING hnsw (embedding vector_cosine_ops) WITH (m 16, ef_construction 64)).
-Prints rows/s for the insert and the time to searchable (insert + index).
+Prints rows/s for the insert and the time to searchable (insert + index), then a last line
+`RESULT {json}` with rows, insert_s and index_s (null without --index) for bench/generate.
 
   /usr/bin/python3 bench/generate_python.py DSN [--rows N] [--dim D] [--index]
 """
 import argparse
 import asyncio
+import json
 import math
 import random
 import time
@@ -53,6 +55,7 @@ async def main():
     insert_s = time.time() - t0
     print("python asyncpg executemany: %d rows in %.1f s = %.0f rows/s"
           % (a.rows, insert_s, a.rows / insert_s))
+    index_s = None
     if a.index:
         await c.execute("SET maintenance_work_mem = '1GB'; "
                         "SET max_parallel_maintenance_workers = 2")
@@ -61,7 +64,9 @@ async def main():
                         "WITH (m = 16, ef_construction = 64)" % a.table)
         index_s = time.time() - t1
         print("CREATE INDEX: %.1f s; time to searchable: %.1f s" % (index_s, insert_s + index_s))
+    await c.execute("DROP TABLE %s" % a.table)
     await c.close()
+    print("RESULT " + json.dumps({"rows": a.rows, "insert_s": insert_s, "index_s": index_s}))
 
 
 asyncio.run(main())
