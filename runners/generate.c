@@ -1046,6 +1046,13 @@ struct gen_run {
     int idx_valid; /* -1 unknown */
     double idx_build_s;
     int live_index; /* a vector index was maintained during the load */
+    /* index build progress: a second connection reads pg_stat_progress_create_index for the
+     * backend of ctl about once a second while the build runs (NULL when it could not connect:
+     * the build then shows no progress, nothing else changes) */
+    PGconn *mon;
+    int64_t mon_last_ns;
+    char idx_progress_phase[64]; /* PostgreSQL's phase text, "" before the first reading */
+    long long idx_tuples_done, idx_tuples_total;
 };
 
 static int64_t elapsed_ns(int64_t from)
@@ -1286,17 +1293,57 @@ static void emit_progress(struct gen_run *r)
         return;
     if (r->phase == PH_INSERT)
         f = insert_share * (double)rows / (double)r->spec.rows;
+    else if (r->phase == PH_INDEX && r->idx_tuples_total > 0)
+        f = insert_share + (1.0 - insert_share) *
+                               fmin(1.0, (double)r->idx_tuples_done / (double)r->idx_tuples_total);
     else if (r->phase == PH_INDEX)
         f = insert_share;
     else if (r->phase == PH_DONE)
         f = 1.0;
     prog = json_pack("{s:f, s:s, s:I, s:f}", "fraction", f, "phase", phase_names[r->phase],
                      "rows_done", (json_int_t)rows, "rows_per_s", insert_rate(r));
+    if (prog && r->phase == PH_INDEX && r->idx_progress_phase[0]) {
+        json_object_set_new(prog, "index_phase", json_string(r->idx_progress_phase));
+        json_object_set_new(prog, "index_tuples_done", json_integer(r->idx_tuples_done));
+        json_object_set_new(prog, "index_tuples_total", json_integer(r->idx_tuples_total));
+    }
     partial = result_json(r);
     if (prog)
         sink->progress(sink->opaque, prog, partial);
     json_decref(partial);
     json_decref(prog);
+}
+
+/* Reads the index build's progress from the monitor connection: pgvector's HNSW build counts
+ * the tuples it has inserted into the graph (tuples_done) but leaves tuples_total at 0, so the
+ * total is the table's row estimate (the load ends with ANALYZE). A failure only stops the
+ * readings. */
+static void read_index_progress(struct gen_run *r)
+{
+    char pid[24];
+    const char *params[1] = {pid};
+    PGresult *res;
+
+    snprintf(pid, sizeof(pid), "%d", PQbackendPID(r->ctl));
+    res = PQexecParams(r->mon,
+                       "SELECT p.phase, p.tuples_done, CASE WHEN p.tuples_total > 0 THEN "
+                       "p.tuples_total ELSE greatest(c.reltuples, 0)::bigint END FROM "
+                       "pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.relid "
+                       "WHERE p.pid = $1",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        PQclear(res);
+        PQfinish(r->mon);
+        r->mon = NULL;
+        return;
+    }
+    if (PQntuples(res) == 1) {
+        snprintf(r->idx_progress_phase, sizeof(r->idx_progress_phase), "%s", PQgetvalue(res, 0, 0));
+        utf8_cut(r->idx_progress_phase, sizeof(r->idx_progress_phase) - 1);
+        r->idx_tuples_done = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        r->idx_tuples_total = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    }
+    PQclear(res);
 }
 
 /* Called at least every 100 ms on the coordinator while anything is in progress. */
@@ -1305,6 +1352,12 @@ static void tick(void *arg)
     struct gen_run *r = arg;
     const struct runner_sink *sink = r->job->sink;
     int64_t now = lt_mono_ns();
+
+    if (r->mon && r->phase == PH_INDEX && now - r->mon_last_ns >= 1000000000LL) {
+        read_index_progress(r);
+        r->mon_last_ns = lt_mono_ns();
+        now = r->mon_last_ns;
+    }
 
     while (now - r->t0_ns >= (r->last_point_t + 1) * 1000000000LL) {
         long long rows = atomic_load(&r->rows_committed);
@@ -2318,6 +2371,31 @@ static int ctl_refresh(struct gen_run *r)
     return 0;
 }
 
+/* Opens the monitor connection for the build's progress, with a short statement timeout so a
+ * reading never holds the coordinator up. Quiet: without it the build just shows no progress. */
+static void start_index_monitor(struct gen_run *r)
+{
+    PGconn *conn = NULL;
+    PGresult *res;
+
+    if (pgc_connect((const char *const *)r->kw, (const char *const *)r->vals, r->connect_timeout_ms,
+                    ctl_waiter(r), &conn) != PGC_OK) {
+        PQfinish(conn);
+        return;
+    }
+    res = PQexec(conn, "SET statement_timeout = 1000");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        PQclear(res);
+        PQfinish(conn);
+        return;
+    }
+    PQclear(res);
+    r->idx_progress_phase[0] = '\0';
+    r->idx_tuples_done = r->idx_tuples_total = 0;
+    r->mon_last_ns = lt_mono_ns();
+    r->mon = conn;
+}
+
 static void index_phase(struct gen_run *r)
 {
     PGresult *res = NULL;
@@ -2369,12 +2447,15 @@ static void index_phase(struct gen_run *r)
             action = "created";
         }
     }
+    start_index_monitor(r);
     /* pgvector says when the graph outgrows maintenance_work_mem: keep such notices. */
     r->collect_notices = 1;
     t0 = lt_mono_ns();
     res = ctl_run(r, "building the index", stmt, 0, NULL, NULL);
     r->idx_build_s = (double)elapsed_ns(t0) / 1e9;
     r->collect_notices = 0;
+    PQfinish(r->mon);
+    r->mon = NULL;
     if (res == NULL) /* failed (recorded) or cancelled: the statement was rolled back */
         return;
     PQclear(res);

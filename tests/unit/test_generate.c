@@ -47,6 +47,9 @@ struct capture {
     json_t *last_progress; /* owned */
     atomic_int saw_insert_phase;
     atomic_int saw_index_phase; /* read by the test's thread while the run goes on */
+    /* the index build's progress: a reading with tuples done and a fraction past the insert
+     * share (0.5) */
+    atomic_int saw_index_progress;
 };
 
 static void cap_progress(void *opaque, const json_t *progress, const json_t *partial)
@@ -60,6 +63,13 @@ static void cap_progress(void *opaque, const json_t *progress, const json_t *par
         atomic_store(&c->saw_insert_phase, 1);
     if (ph && strcmp(ph, "index") == 0)
         atomic_store(&c->saw_index_phase, 1);
+    if (ph && strcmp(ph, "index") == 0 &&
+        json_integer_value(json_object_get(progress, "index_tuples_done")) > 0 &&
+        json_integer_value(json_object_get(progress, "index_tuples_total")) > 0 &&
+        json_real_value(json_object_get(progress, "fraction")) > 0.5 &&
+        json_real_value(json_object_get(progress, "fraction")) <= 1.0 &&
+        json_is_string(json_object_get(progress, "index_phase")))
+        atomic_store(&c->saw_index_progress, 1);
     json_decref(c->last_progress);
     c->last_progress = json_deep_copy(progress);
 }
@@ -1156,6 +1166,10 @@ static void test_cancel_during_index(void)
     for (int k = 0; k < 3000 && !atomic_load(&r.cap.saw_index_phase); k++)
         nanosleep(&tick, NULL);
     CHECK(atomic_load(&r.cap.saw_index_phase));
+    /* The build reports how far it got (pg_stat_progress_create_index, read once a second). */
+    for (int k = 0; k < 1000 && !atomic_load(&r.cap.saw_index_progress); k++)
+        nanosleep(&tick, NULL);
+    CHECK(atomic_load(&r.cap.saw_index_progress));
     nanosleep(&settle, NULL);
     t_cancel = lt_mono_ns();
     atomic_store(&r.cancel, 1);
