@@ -44,9 +44,11 @@
 
   function fmtNum(x, digits) {
     if (x === null || x === undefined || Number.isNaN(x)) return '–';
+    if (Array.isArray(x)) return x.map((v) => fmtNum(v, digits)).join(' – ');
     if (typeof x !== 'number') return String(x);
     const d = digits === undefined ? (Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2) : digits;
-    return x.toLocaleString('en-US', { minimumFractionDigits: Number.isInteger(x) ? 0 : d, maximumFractionDigits: d });
+    const fixed = digits !== undefined && !Number.isInteger(x);
+    return x.toLocaleString('en-US', { minimumFractionDigits: fixed ? d : 0, maximumFractionDigits: d });
   }
 
   function fmtMs(x) { return x === null || x === undefined ? '–' : fmtNum(x, x >= 100 ? 1 : 2) + ' ms'; }
@@ -362,8 +364,8 @@
   const PCT_KEYS = ['min', 'mean', 'p50', 'p90', 'p95', 'p99', 'p999', 'max'];
   const PCT_LABEL = { min: 'min', mean: 'mean', p50: 'p50', p90: 'p90', p95: 'p95', p99: 'p99', p999: 'p99.9', max: 'max' };
 
-  function checksTable(verdict) {
-    if (!verdict) return el('p', { class: 'muted', text: 'No verdict yet.' });
+  function checksTable(verdict, status) {
+    if (!verdict) return el('p', { class: 'muted', text: FINAL.includes(status) ? 'No verdict: the run ended ' + status + '.' : 'No verdict yet.' });
     const rows = (verdict.checks || []).map((c) => el('tr', { 'data-check': c.name, class: c.pass ? '' : 'bad' }, [
       el('td', { class: 'mono', text: c.name }),
       el('td', { class: 'num', 'data-role': 'observed', 'data-value': JSON.stringify(c.observed), text: fmtNum(c.observed) }),
@@ -444,7 +446,7 @@
     return [
       card('Rows', [kv([
         ['Rows inserted', fmtNum(res.rows_inserted, 0)], ['Rows/s', fmtNum(res.rows_per_s, 0)], ['Bytes sent', fmtBytes(res.bytes)],
-        ['Index', res.index ? res.index.name + (res.index.valid ? ' (valid)' : ' (not valid)') : '–'],
+        ['Index', res.index && res.index.name ? res.index.name + (res.index.valid ? ' (valid)' : ' (not valid)') : '–'],
       ])]),
       card('Phases', [bar, legend([['schema ' + fmtNum(ph.schema_s) + ' s', '#94a3b8'], ['insert ' + fmtNum(ph.insert_s) + ' s', '#6366f1'], ['index ' + fmtNum(ph.index_s) + ' s', '#f59e0b']])]),
     ];
@@ -459,22 +461,38 @@
       latency: el('canvas', { class: 'chart', id: 'chart-latency' }),
       errors: el('canvas', { class: 'chart', id: 'chart-errors' }),
     };
-    const chartCards = el('div', { class: 'grid3', id: 'live-charts' }, [
-      card('Throughput', [charts.rps, legend([['requests/s', '#6366f1']])]),
-      card('Latency', [charts.latency, legend([['p50', '#10b981'], ['p99', '#f59e0b']])]),
-      card('Errors', [charts.errors, legend([['errors/s', '#ef4444']])]),
-    ]);
+    const rpsCard = card('Throughput', [charts.rps, legend([['requests/s', '#6366f1']])]);
+    const latCard = card('Latency', [charts.latency, legend([['p50', '#10b981'], ['p99', '#f59e0b']])]);
+    const errCard = card('Errors', [charts.errors, legend([['errors/s', '#ef4444']])]);
+    const chartCards = el('div', { class: 'grid3', id: 'live-charts' }, [rpsCard, latCard, errCard]);
+    let generateCharts = false;
     paintSwatches(chartCards);
+    verdict.className = 'stack';
     clear(main).appendChild(el('div', { class: 'page' }, [
       el('a', { href: '#/', class: 'back', text: '← All runs' }), err, head, progress, verdict, chartCards, details]));
 
     function drawCharts() {
       const xmin = 1;
-      drawChart(charts.rps, { xmin, xUnit: 's', series: [{ color: '#6366f1', fill: true, values: points.map((p) => [p.t, p.rps !== undefined ? p.rps : p.requests]) }] });
-      drawChart(charts.latency, { xmin, xUnit: 's', unit: 'ms', series: [
+      const empty = run && FINAL.includes(run.status) ? 'no points recorded' : 'waiting for data…';
+      if (run && run.kind === 'generate') {
+        // Generate points carry rows per second, not requests and latencies.
+        if (!generateCharts) {
+          generateCharts = true;
+          rpsCard.querySelector('h3').textContent = 'Rows inserted per second';
+          rpsCard.querySelector('.legend').replaceWith(legend([['rows/s', '#6366f1']]));
+          paintSwatches(rpsCard);
+          latCard.classList.add('hidden');
+          errCard.classList.add('hidden');
+          chartCards.className = 'grid1';
+        }
+        drawChart(charts.rps, { xmin, xUnit: 's', empty, series: [{ color: '#6366f1', fill: true, values: points.map((p) => [p.t, p.rows_per_s]) }] });
+        return;
+      }
+      drawChart(charts.rps, { xmin, xUnit: 's', empty, series: [{ color: '#6366f1', fill: true, values: points.map((p) => [p.t, p.rps !== undefined ? p.rps : p.requests]) }] });
+      drawChart(charts.latency, { xmin, xUnit: 's', unit: 'ms', empty, series: [
         { color: '#10b981', values: points.map((p) => [p.t, p.p50_ms]) },
         { color: '#f59e0b', values: points.map((p) => [p.t, p.p99_ms]) }] });
-      drawChart(charts.errors, { xmin, xUnit: 's', integer: true, zeroNote: 'no errors', series: [{ color: '#ef4444', kind: 'bar', values: points.map((p) => [p.t, p.errors]) }] });
+      drawChart(charts.errors, { xmin, xUnit: 's', integer: true, empty, zeroNote: 'no errors', series: [{ color: '#ef4444', kind: 'bar', values: points.map((p) => [p.t, p.errors]) }] });
     }
 
     function renderHead() {
@@ -502,7 +520,7 @@
       if (run.error) verdict.appendChild(errorBox(run.error.code + ': ' + run.error.message));
       verdict.appendChild(card('Verdict', [
         v ? el('div', { class: 'verdict-line' }, [verdictPill(v), el('span', { id: 'verdict-summary', text: ' ' + (v.summary || '') })]) : null,
-        checksTable(v)], { id: 'verdict-card' }));
+        checksTable(v, run.status)], { id: 'verdict-card' }));
       const res = run.result || {};
       let parts = [];
       if (run.kind === 'capacity' && res.latency_ms) parts = capacityResult(res);
@@ -530,7 +548,7 @@
       renderHead();
       // The result grows every second while running; redraw the body only when it changes shape.
       const sig = run.status + JSON.stringify(run.verdict) + JSON.stringify(run.result);
-      if (sig !== lastSig) { lastSig = sig; renderBody(); }
+      if (sig !== lastSig) { lastSig = sig; renderBody(); drawCharts(); }
     }
 
     async function pollPoints() {
@@ -613,14 +631,14 @@
           el('td', { class: 'muted', text: m.better + ' is better' }),
           el('td', {}, m.regressed ? el('span', { class: 'pill fail', text: 'regressed' }) : el('span', { class: 'pill pass', text: 'ok' })),
         ]));
-        clear(body).append(
+        clear(body).append(el('div', { class: 'stack' }, [
           el('div', { class: 'grid2' }, [side(c.base, 'Baseline'), side(c.run, 'This run')]),
           card('Metrics', [
             el('div', { class: 'verdict-line' }, [el('span', { class: 'pill ' + (c.regression ? 'fail' : 'pass'), id: 'compare-verdict', text: c.regression ? 'REGRESSION' : 'NO REGRESSION' }),
               ' ' + (c.summary || '') + ' (max regression ' + fmtNum(c.max_regression_pct) + '%)']),
             el('table', { class: 'data', id: 'compare-table' }, [
               el('thead', {}, el('tr', {}, ['Metric', 'Baseline', 'This run', 'Δ', 'Δ %', '', ''].map((t, i) => el('th', { class: i >= 1 && i <= 4 ? 'num' : '', text: t })))),
-              el('tbody', {}, rows)])]));
+              el('tbody', {}, rows)])])]));
       } catch (e) {
         if (!stopped) clear(body).appendChild(errorBox(e.message));
       }
