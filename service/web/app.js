@@ -143,9 +143,10 @@
       if (opts.etag) headers['If-None-Match'] = opts.etag;
       const r = await fetch(path, { method: opts.method || 'GET', headers, cache: 'no-store' });
       if (r.status === 401) {
-        const bad = !!token;
+        const now = sessionStorage.getItem(TOKEN_KEY);
+        if (now && now !== token) continue; // a newer token was entered meanwhile: retry with it
         sessionStorage.removeItem(TOKEN_KEY);
-        await askToken(bad ? 'That token was not accepted.' : '');
+        await askToken(token ? 'That token was not accepted.' : '');
         continue;
       }
       let json = null;
