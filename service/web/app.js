@@ -286,6 +286,7 @@
   // ------------------------------------------------------------------ run list
 
   function viewList(params) {
+    document.title = 'Runs · loadtestd';
     const state = { kind: params.get('kind') || '', status: params.get('status') || '', runs: [], cursor: null, shown: 50 };
     let timer = null, stopped = false;
     const body = el('tbody');
@@ -546,6 +547,7 @@
       if (ans.status !== 200) throw new Error(ans.status === 404 ? 'No run with id ' + id + '.' : apiError(ans));
       runEtag = ans.etag;
       run = ans.json;
+      document.title = (run.name || run.id) + ' · ' + run.status + ' · loadtestd';
       renderHead();
       // The result grows every second while running; redraw the body only when it changes shape.
       const sig = run.status + JSON.stringify(run.verdict) + JSON.stringify(run.result);
@@ -595,6 +597,7 @@
   // ------------------------------------------------------------------ compare view
 
   function viewCompare(id, params) {
+    document.title = 'Compare ' + id + ' · loadtestd';
     let stopped = false;
     const base = params.get('base') || 'last_passed';
     const body = el('div');
