@@ -220,9 +220,10 @@ def test_compare_view():
     else:
         assert ans.status == 404, ans
         C.page.wait_for("document.querySelector('#no-baseline')", what="no baseline notice")
-    ans = C.daemon.get("/v1/runs/%s/compare?base=nosuchrun" % run)
+    missing = "r" + "0" * 20  # well formed, never stored
+    ans = C.daemon.get("/v1/runs/%s/compare?base=%s" % (run, missing))
     assert ans.status == 404, ans
-    goto("#/runs/%s/compare?base=nosuchrun" % run)
+    goto("#/runs/%s/compare?base=%s" % (run, missing))
     C.page.wait_for("document.querySelector('#no-baseline')", what="no baseline notice")
 
 
