@@ -148,14 +148,14 @@ static void sanitise(char *out, size_t outlen, const char *s)
     out[n] = '\0';
 }
 
-static int id_segment_ok(const char *seg, size_t len)
+static int id_segment_ok(const char *seg, size_t len, int dots)
 {
     if (len == 0 || len >= LT_ID_SIZE)
         return 0;
     for (size_t i = 0; i < len; i++) {
         char c = seg[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              c == '_' || c == '-'))
+              c == '_' || c == '-' || (dots && c == '.' && i > 0)))
             return 0;
     }
     return 1;
@@ -168,13 +168,14 @@ int http_route_match(const char *pattern, const char *path, char id[LT_ID_SIZE])
 
     id[0] = '\0';
     while (*p && *s) {
-        if (strncmp(p, "{id}", 4) == 0) {
+        int asset = strncmp(p, "{asset}", 7) == 0;
+        if (asset || strncmp(p, "{id}", 4) == 0) {
             size_t len = strcspn(s, "/");
-            if (!id_segment_ok(s, len))
+            if (!id_segment_ok(s, len, asset))
                 return 0;
             memcpy(id, s, len);
             id[len] = '\0';
-            p += 4;
+            p += asset ? 7 : 4;
             s += len;
             continue;
         }
@@ -204,15 +205,29 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
         }
     }
     (void)head; /* libmicrohttpd drops the body of answers to HEAD itself */
-    r = MHD_create_response_from_buffer(len, text,
-                                        text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (resp->raw && text == NULL && resp->status != 304) {
+        /* A static asset: sent from the binary's read-only data, never copied or freed. */
+        r = MHD_create_response_from_buffer(resp->raw_len, (void *)resp->raw,
+                                            MHD_RESPMEM_PERSISTENT);
+        if (r && resp->content_type)
+            MHD_add_response_header(r, "Content-Type", resp->content_type);
+    } else {
+        r = MHD_create_response_from_buffer(len, text,
+                                            text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (r && text)
+            MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+    }
     if (r == NULL) {
         free(text);
         return MHD_NO;
     }
-    if (text)
-        MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
-    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    MHD_add_response_header(r, "Cache-Control",
+                            resp->cache_control ? resp->cache_control : "no-cache");
+    if (resp->csp) {
+        MHD_add_response_header(r, "Content-Security-Policy", resp->csp);
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    }
     if (resp->location[0])
         MHD_add_response_header(r, "Location", resp->location);
     if (resp->etag[0])

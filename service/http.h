@@ -37,6 +37,13 @@ struct http_response {
     char allow[64];
     int unauthorized; /* adds WWW-Authenticate */
     int replayed;     /* adds Idempotent-Replayed: true */
+    /* A static (non-JSON) body, used instead of body when raw is set: the dashboard's assets.
+     * raw is borrowed and must outlive the server (it is sent without a copy). */
+    const void *raw;
+    size_t raw_len;
+    const char *content_type;  /* Content-Type of raw */
+    const char *cache_control; /* replaces the default "no-cache" when set */
+    const char *csp;           /* Content-Security-Policy header when set */
 };
 
 typedef void (*http_handler)(struct http_request *req, struct http_response *resp);
@@ -53,7 +60,8 @@ struct http_route {
 enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need);
 
 /* 1 when path matches pattern; then id receives the {id} segment (or ""). An {id} is 1 to
- * LT_ID_SIZE-1 characters of [A-Za-z0-9_-]. */
+ * LT_ID_SIZE-1 characters of [A-Za-z0-9_-]. An {asset} segment (static files) is the same with
+ * dots allowed after the first character ("app.js") and is also passed in id. */
 int http_route_match(const char *pattern, const char *path, char id[LT_ID_SIZE]);
 
 /* The only mapping from internal status to HTTP status code. */

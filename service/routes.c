@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dashboard.h"
 #include "lt_allow.h"
 #include "spec.h"
 
@@ -556,5 +557,8 @@ const struct http_route routes_table[] = {
     {"DELETE", "/v1/runs/{id}", h_delete, AUTH_WRITE},
     {"GET", "/v1/runs/{id}/timeseries", h_timeseries, AUTH_READ},
     {"POST", "/v1/runs/{id}/cancel", h_cancel, AUTH_WRITE},
+    /* The dashboard: a static page and its assets, no data, so no token (service/dashboard.c). */
+    {"GET", "/", dashboard_index, AUTH_OPEN},
+    {"GET", "/ui/{asset}", dashboard_asset, AUTH_OPEN},
     {NULL, NULL, NULL, AUTH_OPEN},
 };

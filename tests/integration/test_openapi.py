@@ -33,6 +33,9 @@ EXPECTED_OPERATIONS = {
     ("DELETE", "/v1/runs/{id}"): "deleteRun",
     ("GET", "/v1/runs/{id}/timeseries"): "getRunTimeseries",
     ("POST", "/v1/runs/{id}/cancel"): "cancelRun",
+    # The dashboard (static files).
+    ("GET", "/"): "getDashboard",
+    ("GET", "/ui/{asset}"): "getDashboardAsset",
 }
 
 # The example specs of /work/shared/API.md as JSON. Placeholders there ("..", "...",
