@@ -33,6 +33,7 @@ EXPECTED_OPERATIONS = {
     ("DELETE", "/v1/runs/{id}"): "deleteRun",
     ("GET", "/v1/runs/{id}/timeseries"): "getRunTimeseries",
     ("POST", "/v1/runs/{id}/cancel"): "cancelRun",
+    ("GET", "/metrics"): "getMetrics",
 }
 
 # The example specs of /work/shared/API.md as JSON. Placeholders there ("..", "...",
