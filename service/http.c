@@ -11,17 +11,18 @@
  * HTTP thread then suspends the connection (MHD_suspend_connection; libmicrohttpd stops polling
  * it) and links its req_ctx into `held`; no thread waits for it. One thread, "http-waiter",
  * sleeps in routes_wait_change (the run pool's change counter: state changes and progress
- * reports) for at most HOLD_TICK_MS, and then resumes (MHD_resume_connection) every held request
- * whose change counter moved, whose deadline passed, or all of them when stopping. A resumed
- * request runs its handler again on an HTTP thread, which answers or holds again (the original
- * deadline is kept). A spurious wake-up costs one store read.
- * Lock: `hold_lock` guards held, nheld, nunfinished, stopping, waiter_stop and the hold fields of
- *   every req_ctx; hold_cond wakes http_quiesce when nunfinished drops to 0. Order: hold_lock, then
- * libmicrohttpd's own locks (suspend and resume are called with hold_lock held); the waiter never
- * holds hold_lock while it waits on the pool. Cap: at most HTTP_HOLD_MAX requests are held; past it
- * the handler is called with may_hold = 0 and answers at once (held connections still count against
- * the connection limit of 1024). Metrics: every answered request is counted in on_completed
- * (metrics.c, atomics).
+ * reports) for at most HOLD_TICK_MS, then resumes (MHD_resume_connection) every held request
+ * whose run changed (routes_changed_since: the pool remembers which runs its last changes were
+ * of), whose deadline passed, or all of them when stopping. A resumed request runs its handler
+ * again on an HTTP thread, which answers or holds again (the original deadline is kept). A
+ * spurious wake-up costs one store read.
+ * Lock: `hold_lock` guards held, nheld, nunfinished, stopping, waiter_stop and the hold fields
+ *   of every req_ctx; hold_cond wakes http_quiesce when nunfinished drops to 0. Order:
+ *   hold_lock, then the pool's lock or libmicrohttpd's own locks (suspend and resume are called
+ *   with hold_lock held); the waiter never holds hold_lock while it waits on the pool.
+ * Cap: at most HTTP_HOLD_MAX requests are held; past it the handler is called with
+ *   may_hold = 0 and answers at once (held connections count against the limit of 1024).
+ * Metrics: every answered request is counted in on_completed (metrics.c, atomics).
  */
 #define _GNU_SOURCE
 #include "http.h"
@@ -83,9 +84,10 @@ struct req_ctx {
     int route_row; /* index of the matched route pattern in the table, -1 when none */
     struct MHD_Connection *conn;
     /* Long-poll state, guarded by the server's hold_lock. */
-    int64_t hold_deadline_ns; /* 0: never held */
-    unsigned long hold_seen;  /* change counter before the handler last read the store */
-    int hold_linked;          /* in the server's held list (suspended) */
+    int64_t hold_deadline_ns;  /* 0: never held */
+    unsigned long hold_seen;   /* change counter before the handler last read the store */
+    char hold_key[LT_ID_SIZE]; /* the run the handler waits for; "" = any */
+    int hold_linked;           /* in the server's held list (suspended) */
     struct req_ctx *hold_next;
 };
 
@@ -347,7 +349,8 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
 
 /* Tries to hold the request (suspend its connection). Returns 1 when held; 0 when it must be
  * answered now (stopping, or HTTP_HOLD_MAX requests held). */
-static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms, unsigned long seen)
+static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms, const char *key,
+                        unsigned long seen)
 {
     int held = 0;
 
@@ -358,6 +361,7 @@ static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms,
             s->nunfinished++;
         }
         ctx->hold_seen = seen;
+        snprintf(ctx->hold_key, sizeof(ctx->hold_key), "%s", key);
         ctx->hold_linked = 1;
         ctx->hold_next = s->held;
         s->held = ctx;
@@ -459,10 +463,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         resp.status = 200;
         dispatch(s, conn, ctx, url, method, may_hold, &resp);
         int hold_ms = resp.hold_ms;
+        char key[LT_ID_SIZE];
         if (hold_ms <= 0 || !may_hold)
             break;
+        memcpy(key, resp.hold_key, sizeof(key));
         resp_clear(&resp);
-        if (hold_request(s, ctx, hold_ms, seen))
+        if (hold_request(s, ctx, hold_ms, key, seen))
             return MHD_YES; /* called again when resumed */
         may_hold = 0;       /* could not hold: ask the handler for its answer now */
     }
@@ -498,7 +504,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-/* Resumes held requests: all of them when stopping, else those whose change counter moved or
+/* 1 when the run c waits for may have changed since it was held; else moves its mark to
+ * changes (the changes since were of other runs). */
+static int hold_news(struct http_server *s, struct req_ctx *c, unsigned long changes)
+{
+    if (c->hold_seen == changes)
+        return 0;
+    if (c->hold_key[0] == '\0' || routes_changed_since(s->app, c->hold_key, c->hold_seen))
+        return 1;
+    c->hold_seen = changes;
+    return 0;
+}
+
+/* Resumes held requests: all of them when stopping, else those whose run may have changed or
  * whose deadline passed. Caller holds hold_lock. */
 static void release_held_locked(struct http_server *s, unsigned long changes, int64_t now)
 {
@@ -506,7 +524,7 @@ static void release_held_locked(struct http_server *s, unsigned long changes, in
 
     while (*pp) {
         struct req_ctx *c = *pp;
-        if (s->stopping || c->hold_seen != changes || now >= c->hold_deadline_ns) {
+        if (s->stopping || now >= c->hold_deadline_ns || hold_news(s, c, changes)) {
             *pp = c->hold_next;
             c->hold_next = NULL;
             c->hold_linked = 0;

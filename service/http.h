@@ -49,6 +49,7 @@ struct http_response {
      * again once a run changed (may_hold still 1: it may hold again) or when hold_ms after the
      * first hold have passed (may_hold 0). */
     int hold_ms;
+    char hold_key[LT_ID_SIZE]; /* with hold_ms: the run whose changes matter ("" = any change) */
     /* A non-JSON answer: text (owned, malloc'd; sent instead of body) of type content_type
      * (static string). */
     char *text;
@@ -71,6 +72,9 @@ enum auth_result routes_authorize(struct app *app, const char *authorization, en
 /* Implemented by the routes module: blocks until the run pool's change counter differs from
  * seen or timeout_ms passes (0: returns at once); returns the counter. */
 unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeout_ms);
+/* Implemented by the routes module: 1 when run key may have changed since counter value seen
+ * (a value routes_wait_change returned); does not block. */
+int routes_changed_since(struct app *app, const char *key, unsigned long seen);
 
 /* 1 when path matches pattern; then id receives the {id} segment (or ""). An {id} is 1 to
  * LT_ID_SIZE-1 characters of [A-Za-z0-9_-]. */

@@ -14,7 +14,8 @@
  *   - A job (unmasked spec, cancel flag) is owned by the queue while queued and by its run thread
  *     while running; the `running` list only lets pool_cancel find it to raise its flag.
  *   - The store is shared and thread-safe (see store.h).
- * Lock: one mutex, `lock`, guards queue, running, nqueued, nrunning, stopping and changes;
+ * Lock: one mutex, `lock`, guards queue, running, nqueued, nrunning, stopping, changes and
+ *   recent (the run ids of the last POOL_RECENT changes, for pool_changed_since);
  *   `work` is signalled when a job is queued or the pool stops; `changed` is broadcast on every
  *   run state change and progress report (long-polls wait on it through pool_wait_change).
  *   The lock is held across the store insert in pool_submit so the capacity check and the
@@ -47,6 +48,13 @@ struct job {
     struct job *next;
 };
 
+#define POOL_RECENT 128 /* changes remembered for pool_changed_since */
+
+struct change {
+    unsigned long n;     /* the change counter after this change; 0 = slot unused */
+    char id[LT_ID_SIZE]; /* the run that changed; "" = every run */
+};
+
 struct pool {
     struct store *store; /* borrowed */
     struct pool_config cfg;
@@ -54,7 +62,7 @@ struct pool {
     int nthreads;
 
     pthread_mutex_t lock; /* guards: queue_head, queue_tail, running, nqueued, nrunning,
-                             stopping, changes */
+                             stopping, changes, recent */
     pthread_cond_t work;
     pthread_cond_t changed;
     struct job *queue_head;
@@ -64,6 +72,7 @@ struct pool {
     int nrunning;
     int stopping;
     unsigned long changes;
+    struct change recent[POOL_RECENT]; /* the last changes, slot = n % POOL_RECENT */
 
     /* Per kind (index in load_kinds): load requests sent, failed, rows inserted. */
     atomic_ullong tot_requests[POOL_KINDS];
@@ -82,10 +91,16 @@ static void job_free(struct job *j)
     free(j);
 }
 
-/* Caller holds p->lock. */
-static void note_change_locked(struct pool *p)
+/* Records a change of run id (NULL: of every run) and wakes pool_wait_change. Caller holds
+ * p->lock. */
+static void note_change_locked(struct pool *p, const char *id)
 {
+    struct change *c;
+
     p->changes++;
+    c = &p->recent[p->changes % POOL_RECENT];
+    c->n = p->changes;
+    snprintf(c->id, sizeof(c->id), "%s", id ? id : "");
     pthread_cond_broadcast(&p->changed);
 }
 
@@ -115,7 +130,7 @@ static void sink_progress(void *opaque, const json_t *progress, const json_t *pa
     else if (st == LT_OK) {
         /* The run's version moved: wake long-polls. */
         pthread_mutex_lock(&j->pool->lock);
-        note_change_locked(j->pool);
+        note_change_locked(j->pool, j->id);
         pthread_mutex_unlock(&j->pool->lock);
     }
     free(pj);
@@ -221,7 +236,7 @@ static void finish_job(struct pool *p, struct job *j, struct runner_outcome *out
     }
     if (st == LT_OK) { /* wake long-polls now, not after the on_finished hook */
         pthread_mutex_lock(&p->lock);
-        note_change_locked(p);
+        note_change_locked(p, j->id);
         pthread_mutex_unlock(&p->lock);
     }
     snprintf(extra, sizeof(extra), "duration_s=%.3f points=%lld",
@@ -263,7 +278,7 @@ static void run_job(struct pool *p, struct job *j)
     j->started_mono_ns = lt_mono_ns();
     log_state(j->id, j->ops->kind, RUN_RUNNING, NULL);
     pthread_mutex_lock(&p->lock);
-    note_change_locked(p);
+    note_change_locked(p, j->id);
     pthread_mutex_unlock(&p->lock);
 
     j->ops->execute(&rj, &out);
@@ -308,7 +323,7 @@ static void *run_thread(void *arg)
             }
         }
         p->nrunning--;
-        note_change_locked(p);
+        note_change_locked(p, j->id);
         pthread_mutex_unlock(&p->lock);
         job_free(j);
     }
@@ -376,7 +391,7 @@ void pool_free(struct pool *p)
     for (struct job *j = p->running; j; j = j->next)
         atomic_store(&j->cancel, 1);
     pthread_cond_broadcast(&p->work);
-    note_change_locked(p);
+    note_change_locked(p, NULL);
     pthread_mutex_unlock(&p->lock);
     while (q) {
         struct job *next = q->next;
@@ -426,7 +441,7 @@ lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
         p->queue_tail = j;
         p->nqueued++;
         log_state(rec->id, ops->kind, RUN_QUEUED, NULL);
-        note_change_locked(p);
+        note_change_locked(p, rec->id);
         pthread_cond_signal(&p->work);
         j = NULL;
     }
@@ -465,7 +480,7 @@ lt_status pool_cancel(struct pool *p, const char *id)
                 p->queue_tail = t;
         }
         p->nqueued--;
-        note_change_locked(p);
+        note_change_locked(p, found->id);
         break;
     }
     pthread_mutex_unlock(&p->lock);
@@ -492,6 +507,23 @@ void pool_load_totals(struct pool *p, struct pool_kind_totals out[POOL_KINDS])
         out[k].errors = atomic_load_explicit(&p->tot_errors[k], memory_order_relaxed);
         out[k].rows = atomic_load_explicit(&p->tot_rows[k], memory_order_relaxed);
     }
+}
+
+int pool_changed_since(struct pool *p, const char *id, unsigned long seen)
+{
+    int changed = 0;
+
+    pthread_mutex_lock(&p->lock);
+    if (p->changes - seen >= POOL_RECENT) {
+        changed = p->changes != seen; /* too far back to tell: maybe */
+    } else {
+        for (unsigned long n = seen + 1; n <= p->changes && !changed; n++) {
+            const struct change *c = &p->recent[n % POOL_RECENT];
+            changed = c->n != n || c->id[0] == '\0' || strcmp(c->id, id) == 0;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return changed;
 }
 
 unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms)

@@ -72,4 +72,9 @@ void pool_load_totals(struct pool *p, struct pool_kind_totals out[POOL_KINDS]);
  * the run's version). Returns the change counter. */
 unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms);
 
+/* 1 when run id may have changed after the change counter was `seen` (a value pool_wait_change
+ * returned, <= the current one): a change of that run, of every run (shutdown), or one too far
+ * back to tell; 0 when the changes since were all of other runs. Does not block. */
+int pool_changed_since(struct pool *p, const char *id, unsigned long seen);
+
 #endif

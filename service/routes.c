@@ -123,6 +123,11 @@ unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeou
     return pool_wait_change(app->pool, seen, timeout_ms);
 }
 
+int routes_changed_since(struct app *app, const char *key, unsigned long seen)
+{
+    return pool_changed_since(app->pool, key, seen);
+}
+
 struct target_check {
     const struct lt_allow *allow;
     char field[128];
@@ -454,9 +459,10 @@ static void h_get_run(struct http_request *req, struct http_response *resp)
         fetch_run(req, resp, &r) != 0)
         return;
     run_etag(&r, resp->etag, sizeof(resp->etag), NULL);
-    if (etag_matches(req, resp->etag) && wait_s > 0 && req->may_hold)
+    if (etag_matches(req, resp->etag) && wait_s > 0 && req->may_hold) {
         resp->hold_ms = (int)wait_s * 1000; /* no news yet: called again on a change */
-    else if (etag_matches(req, resp->etag))
+        snprintf(resp->hold_key, sizeof(resp->hold_key), "%s", r.id);
+    } else if (etag_matches(req, resp->etag))
         resp->status = 304;
     else
         resp->body = routes_run_document(&r, 1);
@@ -506,9 +512,10 @@ static void h_timeseries(struct http_request *req, struct http_response *resp)
     snprintf(suffix, sizeof(suffix), "-ts%ld-%ld", since, limit);
     run_etag(&r, resp->etag, sizeof(resp->etag), suffix);
     if (etag_matches(req, resp->etag)) {
-        if (wait_s > 0 && req->may_hold)
+        if (wait_s > 0 && req->may_hold) {
             resp->hold_ms = (int)wait_s * 1000;
-        else
+            snprintf(resp->hold_key, sizeof(resp->hold_key), "%s", r.id);
+        } else
             resp->status = 304;
         goto out;
     }
@@ -525,6 +532,7 @@ static void h_timeseries(struct http_request *req, struct http_response *resp)
         /* Nothing after since yet: wait for the run's next second. */
         json_decref(points);
         resp->hold_ms = (int)wait_s * 1000;
+        snprintf(resp->hold_key, sizeof(resp->hold_key), "%s", r.id);
         goto out;
     }
     resp->body = json_pack("{s:o}", "points", points);

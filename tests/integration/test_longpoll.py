@@ -5,7 +5,9 @@ requests with a tiny HTTP thread pool while other requests are still answered (h
 occupy no thread), and SIGTERM with held requests (exit 0 within 5 s)."""
 
 import http.client
+import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -195,6 +197,52 @@ def test_many_held_requests_leave_the_threads_free():
         t.stop()
 
 
+def read_status(sock, timeout):
+    """The status code of the answer on sock, or None when none arrives within timeout."""
+    ready, _, _ = select.select([sock], [], [], timeout)
+    if not ready:
+        return None
+    data = sock.recv(4096)
+    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else data
+
+
+def test_cap_on_held_requests():
+    # HTTP_HOLD_MAX (service/http.h) is 512: the requests past it answer at once (304 here).
+    cap, extra = 512, 8
+    t = ltd.Target(ARGS, "latency_target")
+    d = ltd.Daemon(ARGS, extra=["--http-threads", "2"])
+    socks = []
+    try:
+        rid, etag = finished_run(d, t)
+        request = ("GET /v1/runs/%s?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "If-None-Match: %s\r\n\r\n" % (rid, etag)).encode()
+        for _ in range(cap):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            s.sendall(request)
+            socks.append(s)
+        deadline = time.time() + 20
+        while held_gauge(d) < cap and time.time() < deadline:
+            time.sleep(0.1)
+        assert held_gauge(d) == cap, held_gauge(d)
+        for _ in range(extra):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            s.sendall(request)
+            assert read_status(s, 10) == 304, "a request past the cap was not answered at once"
+            s.close()
+        assert held_gauge(d) == cap
+        # None of the held ones has answered.
+        assert all(read_status(s, 0) is None for s in socks)
+        rc, took = d.stop(signal.SIGTERM)
+        assert rc == 0 and took < 5, (rc, took)
+        answered = sum(1 for s in socks if read_status(s, 5) == 304)
+        assert answered == cap, "%d of %d held requests answered at shutdown" % (answered, cap)
+    finally:
+        for s in socks:
+            s.close()
+        d.kill()
+        t.stop()
+
+
 def test_sigterm_with_held_requests():
     n = 20
     t = ltd.Target(ARGS, "latency_target")
@@ -242,4 +290,5 @@ if __name__ == "__main__":
                             test_stale_etag_answers_at_once_and_matching_etag_gets_304_after_the_wait,
                             test_answers_soon_after_the_run_changes,
                             test_many_held_requests_leave_the_threads_free,
+                            test_cap_on_held_requests,
                             test_sigterm_with_held_requests]))
