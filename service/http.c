@@ -6,6 +6,23 @@
  * freed in on_completed) that accumulates the body up to HTTP_BODY_MAX; past that the rest is
  * read and discarded and the answer is 413. Handlers run on these threads, so they must never
  * wait for a run; they only validate, talk to the store and enqueue.
+ *
+ * Long-polls (DESIGN): a handler with no news yet sets resp->hold_ms instead of answering. The
+ * HTTP thread then suspends the connection (MHD_suspend_connection; libmicrohttpd stops polling
+ * it) and links its req_ctx into `held`; no thread waits for it. One thread, "http-waiter",
+ * sleeps in routes_wait_change (the run pool's change counter: state changes and progress
+ * reports) for at most HOLD_TICK_MS, then resumes (MHD_resume_connection) every held request
+ * whose run changed (routes_changed_since: the pool remembers which runs its last changes were
+ * of), whose deadline passed, or all of them when stopping. A resumed request runs its handler
+ * again on an HTTP thread, which answers or holds again (the original deadline is kept). A
+ * spurious wake-up costs one store read.
+ * Lock: `hold_lock` guards held, nheld, nunfinished, stopping, waiter_stop and the hold fields
+ *   of every req_ctx; hold_cond wakes http_quiesce when nunfinished drops to 0. Order:
+ *   hold_lock, then the pool's lock or libmicrohttpd's own locks (suspend and resume are called
+ *   with hold_lock held); the waiter never holds hold_lock while it waits on the pool.
+ * Cap: at most HTTP_HOLD_MAX requests are held; past it the handler is called with
+ *   may_hold = 0 and answers at once (held connections count against the limit of 1024).
+ * Metrics: every answered request is counted in on_completed (metrics.c, atomics).
  */
 #define _GNU_SOURCE
 #include "http.h"
@@ -13,21 +30,44 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "metrics.h"
 
 /* Bodies announced larger than this are refused before reading them; smaller ones are read and
  * discarded past HTTP_BODY_MAX so the client sees the 413 rather than a reset. */
 #define HTTP_DISCARD_MAX (64 * 1024 * 1024)
 
+#define HOLD_TICK_MS 200  /* the waiter looks at deadlines and the stop flag at least this often */
+#define DRAIN_MS     2000 /* how long http_quiesce lets released long-polls finish answering */
+
+struct req_ctx;
+
 struct http_server {
     struct MHD_Daemon *mhd;
     const struct http_route *routes;
     struct app *app;
+    struct metrics *metrics;
+
+    pthread_mutex_t hold_lock; /* guards: held, nheld, nunfinished, stopping, waiter_stop and
+                                  the hold_* fields of every req_ctx */
+    pthread_cond_t hold_cond;
+    struct req_ctx *held; /* suspended requests, linked by hold_next */
+    int nheld;
+    int nunfinished; /* requests held at least once and not completed yet */
+    int stopping;    /* no more holds */
+    int waiter_stop;
+    pthread_t waiter;
+    int waiter_started;
+    atomic_ulong changes; /* the pool's change counter as the waiter last saw it */
 };
 
 struct req_ctx {
@@ -41,6 +81,14 @@ struct req_ctx {
     char method[12];
     char path[160]; /* sanitised for the log line */
     size_t bytes_in;
+    int route_row; /* index of the matched route pattern in the table, -1 when none */
+    struct MHD_Connection *conn;
+    /* Long-poll state, guarded by the server's hold_lock. */
+    int64_t hold_deadline_ns;  /* 0: never held */
+    unsigned long hold_seen;   /* change counter before the handler last read the store */
+    char hold_key[LT_ID_SIZE]; /* the run the handler waits for; "" = any */
+    int hold_linked;           /* in the server's held list (suspended) */
+    struct req_ctx *hold_next;
 };
 
 int http_status_for(lt_status st)
@@ -195,7 +243,11 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
     struct MHD_Response *r;
     enum MHD_Result rc;
 
-    if (resp->body && resp->status != 204 && resp->status != 304) {
+    if (resp->text && resp->status != 204 && resp->status != 304) {
+        text = resp->text; /* taken */
+        resp->text = NULL;
+        len = strlen(text);
+    } else if (resp->body && resp->status != 204 && resp->status != 304) {
         text = json_dumps(resp->body, JSON_COMPACT);
         if (text == NULL) {
             resp->status = 500;
@@ -215,7 +267,9 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
         r = MHD_create_response_from_buffer(len, text,
                                             text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
         if (r && text)
-            MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+            MHD_add_response_header(r, "Content-Type",
+                                    resp->content_type ? resp->content_type
+                                                       : "application/json; charset=utf-8");
     }
     if (r == NULL) {
         free(text);
@@ -245,7 +299,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
 }
 
 static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct req_ctx *ctx,
-                     const char *url, const char *method, struct http_response *resp)
+                     const char *url, const char *method, int may_hold, struct http_response *resp)
 {
     char id[LT_ID_SIZE];
     char allow[64] = "";
@@ -260,6 +314,8 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
     for (const struct http_route *r = s->routes; r->method; r++) {
         if (!http_route_match(r->pattern, url, id))
             continue;
+        if (!path_known)
+            ctx->route_row = (int)(r - s->routes);
         path_known = 1;
         if (strcmp(r->method, m) != 0) {
             size_t n = strlen(allow);
@@ -288,8 +344,11 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
                                    .body = ctx->buf ? ctx->buf : "",
                                    .body_len = ctx->len,
                                    .id = id[0] ? id : NULL,
-                                   .app = s->app};
+                                   .app = s->app,
+                                   .server = s,
+                                   .may_hold = may_hold};
         req.log_run[0] = '\0';
+        ctx->route_row = (int)(r - s->routes);
         r->fn(&req, resp);
         memcpy(ctx->run, req.log_run, sizeof(ctx->run));
         return;
@@ -301,6 +360,51 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
         return;
     }
     http_fail(resp, LT_ERR_NOT_FOUND, NULL, "no such route");
+}
+
+/* Tries to hold the request (suspend its connection). Returns 1 when held; 0 when it must be
+ * answered now (stopping, or HTTP_HOLD_MAX requests held). */
+static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms, const char *key,
+                        unsigned long seen)
+{
+    int held = 0;
+
+    pthread_mutex_lock(&s->hold_lock);
+    if (!s->stopping && s->nheld < HTTP_HOLD_MAX) {
+        if (ctx->hold_deadline_ns == 0) {
+            ctx->hold_deadline_ns = lt_mono_ns() + (int64_t)hold_ms * 1000000;
+            s->nunfinished++;
+        }
+        ctx->hold_seen = seen;
+        snprintf(ctx->hold_key, sizeof(ctx->hold_key), "%s", key);
+        ctx->hold_linked = 1;
+        ctx->hold_next = s->held;
+        s->held = ctx;
+        s->nheld++;
+        /* Under hold_lock, so the waiter cannot resume it before it is suspended. */
+        MHD_suspend_connection(ctx->conn);
+        held = 1;
+    }
+    pthread_mutex_unlock(&s->hold_lock);
+    return held;
+}
+
+/* 1 when the handler may still hold the request (its deadline has not passed). */
+static int hold_allowed(struct http_server *s, struct req_ctx *ctx)
+{
+    int ok;
+
+    pthread_mutex_lock(&s->hold_lock);
+    ok = !s->stopping && (ctx->hold_deadline_ns == 0 || lt_mono_ns() < ctx->hold_deadline_ns);
+    pthread_mutex_unlock(&s->hold_lock);
+    return ok;
+}
+
+static void resp_clear(struct http_response *resp)
+{
+    json_decref(resp->body);
+    free(resp->text);
+    memset(resp, 0, sizeof(*resp));
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -318,6 +422,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ctx == NULL)
             return MHD_NO;
         ctx->start_ns = lt_mono_ns();
+        ctx->route_row = -1;
+        ctx->conn = conn;
         sanitise(ctx->method, sizeof(ctx->method), method);
         sanitise(ctx->path, sizeof(ctx->path), url);
         *con_cls = ctx;
@@ -363,23 +469,47 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (ctx->status != 0) /* already answered (oversized announcement) */
         return MHD_YES;
-    memset(&resp, 0, sizeof(resp));
-    resp.status = 200;
-    dispatch(s, conn, ctx, url, method, &resp);
+    /* Read before the handler reads the store: a change after that read moves the counter
+     * past this value, so a held request cannot miss it. */
+    unsigned long seen = atomic_load(&s->changes);
+    int may_hold = hold_allowed(s, ctx);
+    for (;;) {
+        memset(&resp, 0, sizeof(resp));
+        resp.status = 200;
+        dispatch(s, conn, ctx, url, method, may_hold, &resp);
+        int hold_ms = resp.hold_ms;
+        char key[LT_ID_SIZE];
+        if (hold_ms <= 0 || !may_hold)
+            break;
+        memcpy(key, resp.hold_key, sizeof(key));
+        resp_clear(&resp);
+        if (hold_request(s, ctx, hold_ms, key, seen))
+            return MHD_YES; /* called again when resumed */
+        may_hold = 0;       /* could not hold: ask the handler for its answer now */
+    }
     rc = send_response(conn, ctx, &resp, strcmp(method, "HEAD") == 0);
-    json_decref(resp.body);
+    resp_clear(&resp);
     return rc;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct http_server *s = cls;
     struct req_ctx *ctx = *con_cls;
-    (void)cls;
     (void)conn;
 
     if (ctx == NULL)
         return;
+    if (ctx->status != 0)
+        metrics_observe_api(s->metrics, ctx->route_row, ctx->method, ctx->status,
+                            lt_mono_ns() - ctx->start_ns);
+    pthread_mutex_lock(&s->hold_lock);
+    /* A held connection is never completed while suspended (libmicrohttpd does not even notice
+     * a disconnect then), so it is no longer in the list here. */
+    if (ctx->hold_deadline_ns != 0 && --s->nunfinished == 0)
+        pthread_cond_broadcast(&s->hold_cond);
+    pthread_mutex_unlock(&s->hold_lock);
     lt_log("info", "http", "method=%s path=%s status=%d dur_ms=%.3f bytes_in=%zu%s%s%s",
            ctx->method, ctx->path, ctx->status, (double)(lt_mono_ns() - ctx->start_ns) / 1e6,
            ctx->bytes_in, ctx->run[0] ? " run=" : "", ctx->run,
@@ -387,6 +517,75 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(ctx->buf);
     free(ctx);
     *con_cls = NULL;
+}
+
+/* 1 when the run c waits for may have changed since it was held; else moves its mark to
+ * changes (the changes since were of other runs). */
+static int hold_news(struct http_server *s, struct req_ctx *c, unsigned long changes)
+{
+    if (c->hold_seen == changes)
+        return 0;
+    if (c->hold_key[0] == '\0' || routes_changed_since(s->app, c->hold_key, c->hold_seen))
+        return 1;
+    c->hold_seen = changes;
+    return 0;
+}
+
+/* Resumes held requests: all of them when stopping, else those whose run may have changed or
+ * whose deadline passed. Caller holds hold_lock. */
+static void release_held_locked(struct http_server *s, unsigned long changes, int64_t now)
+{
+    struct req_ctx **pp = &s->held;
+
+    while (*pp) {
+        struct req_ctx *c = *pp;
+        if (s->stopping || now >= c->hold_deadline_ns || hold_news(s, c, changes)) {
+            *pp = c->hold_next;
+            c->hold_next = NULL;
+            c->hold_linked = 0;
+            s->nheld--;
+            MHD_resume_connection(c->conn);
+        } else {
+            pp = &c->hold_next;
+        }
+    }
+}
+
+/* "http-waiter": follows the pool's change counter and resumes held requests (see DESIGN). */
+static void *waiter_main(void *arg)
+{
+    struct http_server *s = arg;
+    unsigned long seen = atomic_load(&s->changes);
+
+    for (;;) {
+        int stop;
+
+        pthread_mutex_lock(&s->hold_lock);
+        stop = s->waiter_stop;
+        pthread_mutex_unlock(&s->hold_lock);
+        if (stop)
+            return NULL;
+        seen = routes_wait_change(s->app, seen, HOLD_TICK_MS);
+        atomic_store(&s->changes, seen);
+        pthread_mutex_lock(&s->hold_lock);
+        release_held_locked(s, seen, lt_mono_ns());
+        pthread_mutex_unlock(&s->hold_lock);
+    }
+}
+
+struct metrics *http_server_metrics(struct http_server *s)
+{
+    return s->metrics;
+}
+
+int http_server_held(struct http_server *s)
+{
+    int n;
+
+    pthread_mutex_lock(&s->hold_lock);
+    n = s->nheld;
+    pthread_mutex_unlock(&s->hold_lock);
+    return n;
 }
 
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -408,8 +607,8 @@ struct http_server *http_start(const char *host, int port, int threads,
 {
     struct http_server *s = calloc(1, sizeof(*s));
     struct sockaddr_storage ss;
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     const union MHD_DaemonInfo *info;
 
     if (s == NULL) {
@@ -435,6 +634,15 @@ struct http_server *http_start(const char *host, int port, int threads,
     }
     s->routes = routes;
     s->app = app;
+    s->metrics = metrics_new(routes);
+    if (s->metrics == NULL) {
+        snprintf(errbuf, errlen, "out of memory");
+        free(s);
+        return NULL;
+    }
+    pthread_mutex_init(&s->hold_lock, NULL);
+    pthread_cond_init(&s->hold_cond, NULL);
+    atomic_init(&s->changes, routes_wait_change(app, 0, 0));
     s->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s,
                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
                               (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
@@ -444,12 +652,47 @@ struct http_server *http_start(const char *host, int port, int threads,
     if (s->mhd == NULL) {
         snprintf(errbuf, errlen, "cannot listen on %s:%d (in use, or not an address of this host)",
                  host, port);
-        free(s);
+        http_stop(s);
         return NULL;
     }
+    if (pthread_create(&s->waiter, NULL, waiter_main, s) != 0) {
+        snprintf(errbuf, errlen, "cannot start the long-poll thread");
+        http_stop(s);
+        return NULL;
+    }
+    pthread_setname_np(s->waiter, "http-waiter");
+    s->waiter_started = 1;
     info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     *bound_port = info ? info->port : port;
     return s;
+}
+
+/* Answers every held request and stops the waiter; waits (bounded) until the requests that
+ * were held have sent their answers. Idempotent. */
+static void release_all(struct http_server *s)
+{
+    struct timespec until;
+
+    pthread_mutex_lock(&s->hold_lock);
+    s->stopping = 1;
+    s->waiter_stop = 1;
+    release_held_locked(s, 0, 0);
+    pthread_cond_broadcast(&s->hold_cond);
+    pthread_mutex_unlock(&s->hold_lock);
+    if (s->waiter_started) {
+        pthread_join(s->waiter, NULL);
+        s->waiter_started = 0;
+    }
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += DRAIN_MS / 1000;
+    pthread_mutex_lock(&s->hold_lock);
+    while (s->nunfinished > 0 && s->mhd) {
+        if (pthread_cond_timedwait(&s->hold_cond, &s->hold_lock, &until) != 0)
+            break;
+    }
+    if (s->nunfinished > 0)
+        lt_log("warn", "http", "event=drain unfinished_long_polls=%d", s->nunfinished);
+    pthread_mutex_unlock(&s->hold_lock);
 }
 
 void http_quiesce(struct http_server *s)
@@ -459,13 +702,19 @@ void http_quiesce(struct http_server *s)
         if (fd != MHD_INVALID_SOCKET)
             close(fd);
     }
+    if (s)
+        release_all(s);
 }
 
 void http_stop(struct http_server *s)
 {
     if (s == NULL)
         return;
+    release_all(s); /* libmicrohttpd must not be stopped with suspended connections */
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
+    pthread_cond_destroy(&s->hold_cond);
+    pthread_mutex_destroy(&s->hold_lock);
+    metrics_free(s->metrics);
     free(s);
 }

@@ -14,9 +14,11 @@
 #include "lt_util.h"
 
 #define HTTP_BODY_MAX (1024 * 1024) /* request bodies above this answer 413 */
+#define HTTP_HOLD_MAX 512           /* long-polls held at once; past it they answer at once */
 
 struct app; /* routes.c */
 struct http_server;
+struct metrics;
 
 struct http_request {
     const char *method; /* "GET", ...; HEAD arrives as "GET" */
@@ -26,7 +28,12 @@ struct http_request {
     size_t body_len;
     const char *id; /* the {id} segment of the route, or NULL */
     struct app *app;
-    char log_run[LT_ID_SIZE]; /* handlers set it so the request's log line names the run */
+    char log_run[LT_ID_SIZE];   /* handlers set it so the request's log line names the run */
+    struct http_server *server; /* the server answering (for http_server_metrics) */
+    /* 1 when the handler may hold the request instead of answering (long-poll, see hold_ms);
+     * 0 once the hold's deadline has passed, while stopping, or when HTTP_HOLD_MAX requests
+     * are already held: the handler must then answer. */
+    int may_hold;
 };
 
 struct http_response {
@@ -41,9 +48,17 @@ struct http_response {
      * raw is borrowed and must outlive the server (it is sent without a copy). */
     const void *raw;
     size_t raw_len;
-    const char *content_type;  /* Content-Type of raw */
     const char *cache_control; /* replaces the default "no-cache" when set */
     const char *csp;           /* Content-Security-Policy header when set */
+    /* Long-poll: a handler that has no news yet (and req->may_hold) sets hold_ms > 0 and no
+     * answer. The connection is then suspended (no HTTP thread waits) and the handler is called
+     * again once a run changed (may_hold still 1: it may hold again) or when hold_ms after the
+     * first hold have passed (may_hold 0). */
+    int hold_ms;
+    char hold_key[LT_ID_SIZE]; /* with hold_ms: the run whose changes matter ("" = any change) */
+    /* A non-JSON answer: text (owned, malloc'd; sent instead of body) of type content_type. */
+    char *text;
+    const char *content_type; /* static string: Content-Type of raw or text */
 };
 
 typedef void (*http_handler)(struct http_request *req, struct http_response *resp);
@@ -58,6 +73,13 @@ struct http_route {
 /* Implemented by the routes module: checks the Authorization header (may be NULL) of a request
  * against need with the tokens in force. */
 enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need);
+
+/* Implemented by the routes module: blocks until the run pool's change counter differs from
+ * seen or timeout_ms passes (0: returns at once); returns the counter. */
+unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeout_ms);
+/* Implemented by the routes module: 1 when run key may have changed since counter value seen
+ * (a value routes_wait_change returned); does not block. */
+int routes_changed_since(struct app *app, const char *key, unsigned long seen);
 
 /* 1 when path matches pattern; then id receives the {id} segment (or ""). An {id} is 1 to
  * LT_ID_SIZE-1 characters of [A-Za-z0-9_-]. An {asset} segment (static files) is the same with
@@ -86,7 +108,14 @@ int http_query_each(const struct http_request *req, int (*fn)(void *opaque, cons
 struct http_server *http_start(const char *host, int port, int threads,
                                const struct http_route *routes, struct app *app, int *bound_port,
                                char *errbuf, size_t errlen);
-/* Stops accepting new connections; requests in progress complete. */
+/* The API request counters of s (borrowed; lives as long as s). */
+struct metrics *http_server_metrics(struct http_server *s);
+/* Requests currently held (long-polls). */
+int http_server_held(struct http_server *s);
+
+/* Stops accepting new connections and answers every held request at once (their handler runs
+ * with may_hold = 0; no request is held after this); requests in progress complete. After it,
+ * the server no longer calls routes_wait_change. */
 void http_quiesce(struct http_server *s);
 /* Stops and frees. NULL allowed. */
 void http_stop(struct http_server *s);

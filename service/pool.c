@@ -14,10 +14,14 @@
  *   - A job (unmasked spec, cancel flag) is owned by the queue while queued and by its run thread
  *     while running; the `running` list only lets pool_cancel find it to raise its flag.
  *   - The store is shared and thread-safe (see store.h).
- * Lock: one mutex, `lock`, guards queue, running, nqueued, nrunning, stopping and changes;
+ * Lock: one mutex, `lock`, guards queue, running, nqueued, nrunning, stopping, changes and
+ *   recent (the run ids of the last POOL_RECENT changes, for pool_changed_since);
  *   `work` is signalled when a job is queued or the pool stops; `changed` is broadcast on every
- *   run state change. The lock is held across the store insert in pool_submit so the capacity
- *   check and the admission are one step.
+ *   run state change and progress report (long-polls wait on it through pool_wait_change).
+ *   The lock is held across the store insert in pool_submit so the capacity check and the
+ *   admission are one step.
+ * Counters: `tot_*` (requests, errors, rows per kind, for GET /metrics) are atomics added to by
+ *   the run threads as points arrive and read without a lock.
  * Shutdown (pool_free): stopping is set, queued jobs end cancelled, running jobs get their cancel
  *   flag raised; run threads finish their job (runners stop within a second) and exit.
  */
@@ -25,6 +29,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +48,13 @@ struct job {
     struct job *next;
 };
 
+#define POOL_RECENT 128 /* changes remembered for pool_changed_since */
+
+struct change {
+    unsigned long n;     /* the change counter after this change; 0 = slot unused */
+    char id[LT_ID_SIZE]; /* the run that changed; "" = every run */
+};
+
 struct pool {
     struct store *store; /* borrowed */
     struct pool_config cfg;
@@ -50,7 +62,7 @@ struct pool {
     int nthreads;
 
     pthread_mutex_t lock; /* guards: queue_head, queue_tail, running, nqueued, nrunning,
-                             stopping, changes */
+                             stopping, changes, recent */
     pthread_cond_t work;
     pthread_cond_t changed;
     struct job *queue_head;
@@ -60,7 +72,15 @@ struct pool {
     int nrunning;
     int stopping;
     unsigned long changes;
+    struct change recent[POOL_RECENT]; /* the last changes, slot = n % POOL_RECENT */
+
+    /* Per kind (index in load_kinds): load requests sent, failed, rows inserted. */
+    atomic_ullong tot_requests[POOL_KINDS];
+    atomic_ullong tot_errors[POOL_KINDS];
+    atomic_ullong tot_rows[POOL_KINDS];
 };
+
+static const char *const load_kinds[POOL_KINDS] = {"capacity", "ratelimit", "generate"};
 
 static void job_free(struct job *j)
 {
@@ -71,10 +91,16 @@ static void job_free(struct job *j)
     free(j);
 }
 
-/* Caller holds p->lock. */
-static void note_change_locked(struct pool *p)
+/* Records a change of run id (NULL: of every run) and wakes pool_wait_change. Caller holds
+ * p->lock. */
+static void note_change_locked(struct pool *p, const char *id)
 {
+    struct change *c;
+
     p->changes++;
+    c = &p->recent[p->changes % POOL_RECENT];
+    c->n = p->changes;
+    snprintf(c->id, sizeof(c->id), "%s", id ? id : "");
     pthread_cond_broadcast(&p->changed);
 }
 
@@ -101,8 +127,40 @@ static void sink_progress(void *opaque, const json_t *progress, const json_t *pa
     st = store_update_run(j->pool->store, j->id, &u);
     if (st != LT_OK && st != LT_ERR_CONFLICT)
         lt_log("error", "store_write", "run=%s what=progress error=%s", j->id, lt_status_code(st));
+    else if (st == LT_OK) {
+        /* The run's version moved: wake long-polls. */
+        pthread_mutex_lock(&j->pool->lock);
+        note_change_locked(j->pool, j->id);
+        pthread_mutex_unlock(&j->pool->lock);
+    }
     free(pj);
     free(rj);
+}
+
+/* A non-negative integer member of a point, else 0. */
+static unsigned long long point_count(const json_t *point, const char *key)
+{
+    json_t *v = json_object_get(point, key);
+    return json_is_integer(v) && json_integer_value(v) > 0
+               ? (unsigned long long)json_integer_value(v)
+               : 0;
+}
+
+/* Adds the load a point reports to the pool's totals (GET /metrics). */
+static void count_point(struct pool *p, const char *kind, const json_t *point)
+{
+    for (int k = 0; k < POOL_KINDS; k++) {
+        if (strcmp(kind, load_kinds[k]) != 0)
+            continue;
+        atomic_fetch_add_explicit(&p->tot_requests[k], point_count(point, "requests"),
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->tot_errors[k], point_count(point, "errors"),
+                                  memory_order_relaxed);
+        /* generate points carry the rows of their second as rows_per_s ("rows" is the total) */
+        atomic_fetch_add_explicit(&p->tot_rows[k], point_count(point, "rows_per_s"),
+                                  memory_order_relaxed);
+        return;
+    }
 }
 
 static void sink_point(void *opaque, int64_t t, const json_t *point)
@@ -111,6 +169,7 @@ static void sink_point(void *opaque, int64_t t, const json_t *point)
     char *pj = json_dumps(point, JSON_COMPACT);
     lt_status st = pj ? store_put_point(j->pool->store, j->id, t, pj) : LT_ERR_NOMEM;
 
+    count_point(j->pool, j->ops->kind, point);
     if (st != LT_OK)
         lt_log("error", "store_write", "run=%s what=point t=%lld error=%s", j->id, (long long)t,
                lt_status_code(st));
@@ -175,6 +234,11 @@ static void finish_job(struct pool *p, struct job *j, struct runner_outcome *out
         struct timespec ts = {0, 200 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    if (st == LT_OK) { /* wake long-polls now, not after the on_finished hook */
+        pthread_mutex_lock(&p->lock);
+        note_change_locked(p, j->id);
+        pthread_mutex_unlock(&p->lock);
+    }
     snprintf(extra, sizeof(extra), "duration_s=%.3f points=%lld",
              (double)(lt_mono_ns() - j->started_mono_ns) / 1e9, (long long)j->last_point_t);
     if (st == LT_OK)
@@ -214,7 +278,7 @@ static void run_job(struct pool *p, struct job *j)
     j->started_mono_ns = lt_mono_ns();
     log_state(j->id, j->ops->kind, RUN_RUNNING, NULL);
     pthread_mutex_lock(&p->lock);
-    note_change_locked(p);
+    note_change_locked(p, j->id);
     pthread_mutex_unlock(&p->lock);
 
     j->ops->execute(&rj, &out);
@@ -259,7 +323,7 @@ static void *run_thread(void *arg)
             }
         }
         p->nrunning--;
-        note_change_locked(p);
+        note_change_locked(p, j->id);
         pthread_mutex_unlock(&p->lock);
         job_free(j);
     }
@@ -273,6 +337,11 @@ struct pool *pool_new(struct store *st, const struct pool_config *cfg)
         return NULL;
     p->store = st;
     p->cfg = *cfg;
+    for (int k = 0; k < POOL_KINDS; k++) {
+        atomic_init(&p->tot_requests[k], 0);
+        atomic_init(&p->tot_errors[k], 0);
+        atomic_init(&p->tot_rows[k], 0);
+    }
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->changed, NULL);
@@ -322,7 +391,7 @@ void pool_free(struct pool *p)
     for (struct job *j = p->running; j; j = j->next)
         atomic_store(&j->cancel, 1);
     pthread_cond_broadcast(&p->work);
-    note_change_locked(p);
+    note_change_locked(p, NULL);
     pthread_mutex_unlock(&p->lock);
     while (q) {
         struct job *next = q->next;
@@ -372,7 +441,7 @@ lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
         p->queue_tail = j;
         p->nqueued++;
         log_state(rec->id, ops->kind, RUN_QUEUED, NULL);
-        note_change_locked(p);
+        note_change_locked(p, rec->id);
         pthread_cond_signal(&p->work);
         j = NULL;
     }
@@ -411,7 +480,7 @@ lt_status pool_cancel(struct pool *p, const char *id)
                 p->queue_tail = t;
         }
         p->nqueued--;
-        note_change_locked(p);
+        note_change_locked(p, found->id);
         break;
     }
     pthread_mutex_unlock(&p->lock);
@@ -428,6 +497,33 @@ void pool_counts(struct pool *p, int *running, int *queued)
     *running = p->nrunning;
     *queued = p->nqueued;
     pthread_mutex_unlock(&p->lock);
+}
+
+void pool_load_totals(struct pool *p, struct pool_kind_totals out[POOL_KINDS])
+{
+    for (int k = 0; k < POOL_KINDS; k++) {
+        out[k].kind = load_kinds[k];
+        out[k].requests = atomic_load_explicit(&p->tot_requests[k], memory_order_relaxed);
+        out[k].errors = atomic_load_explicit(&p->tot_errors[k], memory_order_relaxed);
+        out[k].rows = atomic_load_explicit(&p->tot_rows[k], memory_order_relaxed);
+    }
+}
+
+int pool_changed_since(struct pool *p, const char *id, unsigned long seen)
+{
+    int changed = 0;
+
+    pthread_mutex_lock(&p->lock);
+    if (p->changes - seen >= POOL_RECENT) {
+        changed = p->changes != seen; /* too far back to tell: maybe */
+    } else {
+        for (unsigned long n = seen + 1; n <= p->changes && !changed; n++) {
+            const struct change *c = &p->recent[n % POOL_RECENT];
+            changed = c->n != n || c->id[0] == '\0' || strcmp(c->id, id) == 0;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return changed;
 }
 
 unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms)

@@ -53,8 +53,28 @@ lt_status pool_cancel(struct pool *p, const char *id);
 /* Number of runs currently executing and waiting. */
 void pool_counts(struct pool *p, int *running, int *queued);
 
-/* Blocks until a state change of any run happens or timeout_ms passes (for long-polls and
- * tests). Returns the change counter. */
+/* What the runs of this pool sent, summed from the per-second points their runners reported
+ * (warm-up included): load requests sent and failed ("requests" and "errors" of capacity and
+ * ratelimit points; a 429 of a ratelimit run is not an error) and rows inserted by generate runs
+ * ("rows_per_s" of their points). Counted since the pool started. */
+struct pool_kind_totals {
+    const char *kind; /* static */
+    unsigned long long requests;
+    unsigned long long errors;
+    unsigned long long rows;
+};
+#define POOL_KINDS 3 /* capacity, ratelimit, generate */
+/* Fills out[0..POOL_KINDS-1]. Lock-free. */
+void pool_load_totals(struct pool *p, struct pool_kind_totals out[POOL_KINDS]);
+
+/* Blocks until a change of any run happens or timeout_ms passes (for long-polls and tests;
+ * timeout_ms 0 returns at once). A change is a state change or a progress report (which bumps
+ * the run's version). Returns the change counter. */
 unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms);
+
+/* 1 when run id may have changed after the change counter was `seen` (a value pool_wait_change
+ * returned, <= the current one): a change of that run, of every run (shutdown), or one too far
+ * back to tell; 0 when the changes since were all of other runs. Does not block. */
+int pool_changed_since(struct pool *p, const char *id, unsigned long seen);
 
 #endif

@@ -13,12 +13,14 @@
 
 #include "dashboard.h"
 #include "lt_allow.h"
+#include "metrics.h"
 #include "spec.h"
 
 #define LIST_LIMIT_DEFAULT   50
 #define LIST_LIMIT_MAX       1000
 #define POINTS_LIMIT_DEFAULT 3600
 #define POINTS_LIMIT_MAX     86400
+#define WAIT_MAX_S           60 /* longest long-poll (?wait=) */
 
 /* Parses stored JSON text; NULL text or a decode failure gives JSON null. */
 static json_t *load_or_null(const char *text)
@@ -115,6 +117,16 @@ static int fetch_run(struct http_request *req, struct http_response *resp, struc
 enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need)
 {
     return auth_check(app->auth, authorization, need);
+}
+
+unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeout_ms)
+{
+    return pool_wait_change(app->pool, seen, timeout_ms);
+}
+
+int routes_changed_since(struct app *app, const char *key, unsigned long seen)
+{
+    return pool_changed_since(app->pool, key, seen);
 }
 
 struct target_check {
@@ -423,16 +435,35 @@ static void h_list_runs(struct http_request *req, struct http_response *resp)
     resp->body = json_pack("{s:o, s:o}", "runs", c.runs, "next_cursor", cursor);
 }
 
+/* Reads the optional ?wait= (long-poll seconds) into *wait_s; answers 400 itself. */
+static int wait_param(struct http_request *req, struct http_response *resp, long *wait_s)
+{
+    const char *v = http_query(req, "wait");
+
+    *wait_s = 0;
+    if (v != NULL && parse_int_param(v, 1, WAIT_MAX_S, wait_s) != 0) {
+        http_fail(resp, LT_ERR_INVALID_PARAM, "wait", "wait must be an integer from 1 to %d",
+                  WAIT_MAX_S);
+        return -1;
+    }
+    return 0;
+}
+
 static void h_get_run(struct http_request *req, struct http_response *resp)
 {
-    static const char *const names[] = {NULL};
+    static const char *const names[] = {"wait", NULL};
     struct run_record r;
+    long wait_s = 0;
 
     memset(&r, 0, sizeof(r));
-    if (only_params(req, resp, names) != 0 || fetch_run(req, resp, &r) != 0)
+    if (only_params(req, resp, names) != 0 || wait_param(req, resp, &wait_s) != 0 ||
+        fetch_run(req, resp, &r) != 0)
         return;
     run_etag(&r, resp->etag, sizeof(resp->etag), NULL);
-    if (etag_matches(req, resp->etag))
+    if (etag_matches(req, resp->etag) && wait_s > 0 && req->may_hold) {
+        resp->hold_ms = (int)wait_s * 1000; /* no news yet: called again on a change */
+        snprintf(resp->hold_key, sizeof(resp->hold_key), "%s", r.id);
+    } else if (etag_matches(req, resp->etag))
         resp->status = 304;
     else
         resp->body = routes_run_document(&r, 1);
@@ -455,9 +486,9 @@ static int points_cb(void *opaque, int64_t t, const char *point_json)
 
 static void h_timeseries(struct http_request *req, struct http_response *resp)
 {
-    static const char *const names[] = {"since", "limit", NULL};
+    static const char *const names[] = {"since", "limit", "wait", NULL};
     struct run_record r;
-    long since = 0, limit = POINTS_LIMIT_DEFAULT;
+    long since = 0, limit = POINTS_LIMIT_DEFAULT, wait_s = 0;
     const char *v;
     char suffix[48];
     lt_status st;
@@ -475,14 +506,18 @@ static void h_timeseries(struct http_request *req, struct http_response *resp)
                   POINTS_LIMIT_MAX);
         return;
     }
-    if (fetch_run(req, resp, &r) != 0)
+    if (wait_param(req, resp, &wait_s) != 0 || fetch_run(req, resp, &r) != 0)
         return;
     /* Points are written before the progress update of the same second, which bumps the
      * version, so the run's version also versions its series. */
     snprintf(suffix, sizeof(suffix), "-ts%ld-%ld", since, limit);
     run_etag(&r, resp->etag, sizeof(resp->etag), suffix);
     if (etag_matches(req, resp->etag)) {
-        resp->status = 304;
+        if (wait_s > 0 && req->may_hold) {
+            resp->hold_ms = (int)wait_s * 1000;
+            snprintf(resp->hold_key, sizeof(resp->hold_key), "%s", r.id);
+        } else
+            resp->status = 304;
         goto out;
     }
     json_t *points = json_array();
@@ -491,6 +526,14 @@ static void h_timeseries(struct http_request *req, struct http_response *resp)
         json_decref(points);
         resp->etag[0] = '\0';
         http_fail(resp, st, NULL, "the run store cannot be read: %s", lt_status_code(st));
+        goto out;
+    }
+    if (json_array_size(points) == 0 && wait_s > 0 && req->may_hold &&
+        !run_status_is_final(r.status)) {
+        /* Nothing after since yet: wait for the run's next second. */
+        json_decref(points);
+        resp->hold_ms = (int)wait_s * 1000;
+        snprintf(resp->hold_key, sizeof(resp->hold_key), "%s", r.id);
         goto out;
     }
     resp->body = json_pack("{s:o}", "points", points);
@@ -560,5 +603,6 @@ const struct http_route routes_table[] = {
     /* The dashboard: a static page and its assets, no data, so no token (service/dashboard.c). */
     {"GET", "/", dashboard_index, AUTH_OPEN},
     {"GET", "/ui/{asset}", dashboard_asset, AUTH_OPEN},
+    {"GET", "/metrics", metrics_handle, AUTH_READ},
     {NULL, NULL, NULL, AUTH_OPEN},
 };

@@ -36,6 +36,7 @@ EXPECTED_OPERATIONS = {
     # The dashboard (static files).
     ("GET", "/"): "getDashboard",
     ("GET", "/ui/{asset}"): "getDashboardAsset",
+    ("GET", "/metrics"): "getMetrics",
 }
 
 # The example specs of /work/shared/API.md as JSON. Placeholders there ("..", "...",

@@ -253,6 +253,57 @@ static void test_many_concurrent_submits(void)
     remove_store(path);
 }
 
+static int sum_requests_cb(void *opaque, int64_t t, const char *json)
+{
+    json_t *pt = json_loads(json, 0, NULL);
+    (void)t;
+    *(long long *)opaque += json_integer_value(json_object_get(pt, "requests"));
+    json_decref(pt);
+    return 0;
+}
+
+/* pool_changed_since tells the changes of one run from those of others; the load totals are
+ * the sums of the points the runners reported. */
+static void test_changes_by_run_and_totals(void)
+{
+    char path[256], a[LT_ID_SIZE], b[LT_ID_SIZE];
+    struct store *st = open_store(path, sizeof(path));
+    struct pool_config cfg = {.max_concurrent = 1, .max_queued = 4};
+    struct pool_kind_totals tot[POOL_KINDS];
+    struct pool *p;
+    unsigned long before, c0, c1;
+    long long sum = 0;
+
+    REQUIRE(st != NULL);
+    p = pool_new(st, &cfg);
+    REQUIRE(p != NULL);
+    REQUIRE(submit(p, 3000, "pass", a) == LT_OK);
+    REQUIRE(wait_status(st, a, RUN_RUNNING, 5000));
+    before = pool_wait_change(p, 0, 0);
+    REQUIRE(submit(p, 20, "pass", b) == LT_OK); /* queued behind a */
+    c0 = pool_wait_change(p, 0, 0);
+    CHECK(pool_changed_since(p, b, before) == 1); /* its submit */
+    CHECK(pool_changed_since(p, b, c0) == 0);
+    c1 = pool_wait_change(p, c0, 2000); /* a reports progress every 100 ms */
+    CHECK(c1 != c0);
+    CHECK(pool_changed_since(p, a, c0) == 1);
+    CHECK(pool_changed_since(p, b, c0) == 0);
+    CHECK(pool_changed_since(p, b, c0 - 100000) == 1); /* too far back: maybe */
+    CHECK(pool_cancel(p, b) == LT_OK);
+    CHECK(pool_changed_since(p, b, c1) == 1);
+    CHECK(pool_cancel(p, a) == LT_OK);
+    CHECK(wait_status(st, a, RUN_CANCELLED, 5000));
+    pool_load_totals(p, tot);
+    CHECK_STR(tot[0].kind, "capacity");
+    CHECK(store_list_points(st, a, -1, 1000, sum_requests_cb, &sum) == LT_OK);
+    CHECK(sum > 0);
+    CHECK((long long)tot[0].requests == sum);
+    CHECK(tot[0].errors == 0 && tot[0].rows == 0 && tot[1].requests == 0);
+    pool_free(p);
+    store_free(st);
+    remove_store(path);
+}
+
 int main(void)
 {
     lt_log_set_quiet(1);
@@ -260,5 +311,6 @@ int main(void)
     RUN(test_queue_bounds_and_cancel);
     RUN(test_shutdown_cancels_queued);
     RUN(test_many_concurrent_submits);
+    RUN(test_changes_by_run_and_totals);
     return harness_report();
 }
