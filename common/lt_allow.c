@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +27,30 @@ struct entry {
 };
 
 struct lt_allow {
+    atomic_int refs; /* holders; the list is freed when the last one lets go */
     struct entry e[ALLOW_MAX];
     size_t n;
 };
 
+struct lt_allow_slot {
+    pthread_mutex_t lock; /* guards: cur */
+    struct lt_allow *cur; /* one reference owned by the slot */
+};
+
 struct lt_allow *lt_allow_new(void)
 {
-    return calloc(1, sizeof(struct lt_allow));
+    struct lt_allow *a = calloc(1, sizeof(struct lt_allow));
+
+    if (a != NULL)
+        atomic_init(&a->refs, 1);
+    return a;
+}
+
+struct lt_allow *lt_allow_ref(struct lt_allow *a)
+{
+    if (a != NULL)
+        atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+    return a;
 }
 
 struct lt_allow *lt_allow_new_default(void)
@@ -52,7 +71,52 @@ struct lt_allow *lt_allow_new_default(void)
 
 void lt_allow_free(struct lt_allow *a)
 {
-    free(a);
+    /* acq_rel: the thread that frees sees every other holder's reads as done. */
+    if (a != NULL && atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1)
+        free(a);
+}
+
+struct lt_allow_slot *lt_allow_slot_new(struct lt_allow *initial)
+{
+    struct lt_allow_slot *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        lt_allow_free(initial);
+        return NULL;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    s->cur = initial;
+    return s;
+}
+
+void lt_allow_slot_free(struct lt_allow_slot *s)
+{
+    if (s == NULL)
+        return;
+    lt_allow_free(s->cur);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+struct lt_allow *lt_allow_slot_get(struct lt_allow_slot *s)
+{
+    struct lt_allow *a;
+
+    pthread_mutex_lock(&s->lock);
+    a = lt_allow_ref(s->cur);
+    pthread_mutex_unlock(&s->lock);
+    return a;
+}
+
+void lt_allow_slot_set(struct lt_allow_slot *s, struct lt_allow *a)
+{
+    struct lt_allow *old;
+
+    pthread_mutex_lock(&s->lock);
+    old = s->cur;
+    s->cur = a;
+    pthread_mutex_unlock(&s->lock);
+    lt_allow_free(old); /* outside the lock: it may be the last reference */
 }
 
 size_t lt_allow_count(const struct lt_allow *a)

@@ -13,7 +13,14 @@
  * 64:ff9b::/96, 2002::/16) are denied unless an address entry covers them explicitly (an IPv4
  * entry does not open the IPv6 forms that embed its addresses).
  *
- * An allowlist is immutable once built, so any thread may read it without a lock.
+ * An allowlist is immutable once built (after the last lt_allow_add), so any thread may read it
+ * without a lock. It is reference-counted: each holder (the daemon's slot, each running run)
+ * owns one reference and drops it with lt_allow_free, so a list replaced by a reload (SIGHUP)
+ * lives on until the last run that started with it has ended.
+ *
+ * struct lt_allow_slot holds the list in force. A reload builds a whole new list and swaps it
+ * in (lt_allow_slot_set); readers take a reference (lt_allow_slot_get) under the slot's mutex,
+ * so they see either the old list or the new one, never a half-built one.
  */
 #ifndef LT_ALLOW_H
 #define LT_ALLOW_H
@@ -27,7 +34,10 @@ struct lt_allow;
 struct lt_allow *lt_allow_new(void);
 /* Returns new list holding the loopback defaults. */
 struct lt_allow *lt_allow_new_default(void);
+/* Drops one reference; the list is freed with the last. NULL allowed. */
 void lt_allow_free(struct lt_allow *a);
+/* Takes one more reference (for a holder that outlives the caller's); returns a. */
+struct lt_allow *lt_allow_ref(struct lt_allow *a);
 
 /* Adds one entry (syntax above). Returns 0, or -1 with a message in err. */
 int lt_allow_add(struct lt_allow *a, const char *entry, char *err, size_t errlen);
@@ -47,5 +57,18 @@ int lt_allow_addr(const struct lt_allow *a, const struct sockaddr *sa, int name_
 
 /* 1 when host matched a name entry (not an address entry) at port. */
 int lt_allow_name_matched(const struct lt_allow *a, const char *host, int port);
+
+struct lt_allow_slot;
+
+/* Returns new slot holding initial (takes the caller's reference); NULL on allocation failure
+ * (initial is then released). */
+struct lt_allow_slot *lt_allow_slot_new(struct lt_allow *initial);
+/* Drops the slot's reference to its list and frees the slot. NULL allowed. */
+void lt_allow_slot_free(struct lt_allow_slot *s);
+/* Returns a new reference to the list in force (caller drops it with lt_allow_free). */
+struct lt_allow *lt_allow_slot_get(struct lt_allow_slot *s);
+/* Puts a in force (takes the caller's reference) and drops the slot's reference to the old
+ * list; holders of the old list keep it until they drop it. */
+void lt_allow_slot_set(struct lt_allow_slot *s, struct lt_allow *a);
 
 #endif

@@ -38,6 +38,10 @@ const char *lt_status_code(lt_status st)
         return "out_of_memory";
     case LT_ERR_IO:
         return "io_error";
+    case LT_ERR_LIMIT_EXCEEDED:
+        return "limit_exceeded";
+    case LT_ERR_RATE_LIMITED:
+        return "rate_limited";
     case LT_ERR_INTERNAL:
         break;
     }

@@ -26,7 +26,9 @@ typedef enum lt_status {
     LT_ERR_UNAVAILABLE,        /* store cannot write (disk full, read-only), shutting down */
     LT_ERR_NOMEM,              /* allocation failed */
     LT_ERR_IO,                 /* storage or network I/O failed */
-    LT_ERR_INTERNAL            /* a bug: should not happen */
+    LT_ERR_INTERNAL,           /* a bug: should not happen */
+    LT_ERR_LIMIT_EXCEEDED,     /* the spec is valid but above an operator cap (--max-*) */
+    LT_ERR_RATE_LIMITED        /* the client sent more API requests than --api-rate allows */
 } lt_status;
 
 /* A status with an optional human message and JSON pointer naming the faulty field. */

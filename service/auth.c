@@ -3,6 +3,7 @@
 #include "auth.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ struct token {
 };
 
 struct auth {
+    pthread_rwlock_t lock; /* guards: t, n (written by auth_reload, read by checks) */
     struct token *t;
     size_t n;
 };
@@ -28,13 +30,21 @@ void auth_free(struct auth *a)
 {
     if (a == NULL)
         return;
+    pthread_rwlock_destroy(&a->lock);
     free(a->t);
     free(a);
 }
 
-size_t auth_count(const struct auth *a)
+size_t auth_count(struct auth *a)
 {
-    return a ? a->n : 0;
+    size_t n;
+
+    if (a == NULL)
+        return 0;
+    pthread_rwlock_rdlock(&a->lock);
+    n = a->n;
+    pthread_rwlock_unlock(&a->lock);
+    return n;
 }
 
 struct auth *auth_load(const char *path, char *err, size_t errlen)
@@ -49,7 +59,12 @@ struct auth *auth_load(const char *path, char *err, size_t errlen)
         return NULL;
     }
     a = calloc(1, sizeof(*a));
-    if (a == NULL || (a->t = calloc(AUTH_MAX_TOKENS, sizeof(struct token))) == NULL) {
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    pthread_rwlock_init(&a->lock, NULL);
+    if ((a->t = calloc(AUTH_MAX_TOKENS, sizeof(struct token))) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -105,32 +120,61 @@ fail:
     return NULL;
 }
 
-enum auth_result auth_check(const struct auth *a, const char *authorization, enum auth_need need)
+int auth_token_digest(const char *authorization, unsigned char digest[32])
+{
+    const char *tok;
+
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return -1;
+    tok = authorization + 7;
+    while (*tok == ' ')
+        tok++;
+    if (strlen(tok) > AUTH_MAX_LEN)
+        return -1;
+    lt_sha256(tok, strlen(tok), digest);
+    return 0;
+}
+
+enum auth_result auth_check(struct auth *a, const char *authorization, enum auth_need need)
 {
     unsigned char d[LT_SHA256_LEN];
-    const char *tok;
-    int found = -1;
+    int found = -1, write = 0;
 
     if (a == NULL || need == AUTH_OPEN)
         return AUTH_OK;
     if (authorization == NULL)
         return AUTH_MISSING;
-    if (strncasecmp(authorization, "Bearer ", 7) != 0)
+    if (auth_token_digest(authorization, d) != 0)
         return AUTH_BAD;
-    tok = authorization + 7;
-    while (*tok == ' ')
-        tok++;
-    if (strlen(tok) > AUTH_MAX_LEN)
-        return AUTH_BAD;
-    lt_sha256(tok, strlen(tok), d);
+    pthread_rwlock_rdlock(&a->lock);
     /* Every digest is compared, so the time does not tell which token (or none) matched. */
     for (size_t i = 0; i < a->n; i++) {
         if (lt_ct_equal(d, a->t[i].digest, sizeof(d)))
             found = (int)i;
     }
+    if (found >= 0)
+        write = a->t[found].write;
+    pthread_rwlock_unlock(&a->lock);
     if (found < 0)
         return AUTH_BAD;
-    if (need == AUTH_WRITE && !a->t[found].write)
+    if (need == AUTH_WRITE && !write)
         return AUTH_DENIED;
     return AUTH_OK;
+}
+
+int auth_reload(struct auth *a, const char *path, char *err, size_t errlen)
+{
+    struct auth *fresh = auth_load(path, err, errlen);
+    struct token *old;
+
+    if (fresh == NULL)
+        return -1;
+    pthread_rwlock_wrlock(&a->lock);
+    old = a->t;
+    a->t = fresh->t;
+    a->n = fresh->n;
+    pthread_rwlock_unlock(&a->lock);
+    fresh->t = old; /* the old table leaves with the husk */
+    auth_free(fresh);
+    return 0;
 }

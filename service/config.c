@@ -46,6 +46,28 @@ static const struct option_row rows[] = {
     {"allow-target", "LOADTESTD_ALLOW_TARGETS", OPT_LIST, 0, 0, "", STR(allow_targets),
      "targets runs may reach: host[:port], *.domain, IP or CIDR; repeatable or comma-separated "
      "(default: loopback only)"},
+    /* Hardening: reloadable allowlist, per-run caps (each at most the runner's own bound), the
+     * API's own rate limit. */
+    {"allow-target-file", "LOADTESTD_ALLOW_TARGETS_FILE", OPT_STR, 0, 0, "", STR(allow_target_file),
+     "file of more allowlist entries, one per line ('#' comments); re-read on SIGHUP"},
+    {"max-users", "LOADTESTD_MAX_USERS", OPT_INT, 1, 100000, "10000", INT(max_users),
+     "cap on a capacity run's load.users"},
+    {"max-total-rps", "LOADTESTD_MAX_TOTAL_RPS", OPT_INT, 1, 1000000, "100000", INT(max_total_rps),
+     "cap on a capacity run's load.users x load.rate_per_user (req/s)"},
+    {"max-duration-s", "LOADTESTD_MAX_DURATION_S", OPT_INT, 1, 86400, "3600", INT(max_duration_s),
+     "cap on a capacity run's warmup_s + duration_s and a ratelimit run's windows x window_s"},
+    {"max-burst-requests", "LOADTESTD_MAX_BURST_REQUESTS", OPT_INT, 1, 100000, "100000",
+     INT(max_burst_requests), "cap on a ratelimit run's burst.max_requests"},
+    {"max-agents", "LOADTESTD_MAX_AGENTS", OPT_INT, 0, 1000, "1000", INT(max_agents),
+     "cap on a ratelimit run's realistic.agents"},
+    {"max-rows", "LOADTESTD_MAX_ROWS", OPT_INT, 1, 1000000000, "100000000", INT(max_rows),
+     "cap on a generate run's rows"},
+    {"max-generate-connections", "LOADTESTD_MAX_GENERATE_CONNECTIONS", OPT_INT, 1, 64, "16",
+     INT(max_generate_connections), "cap on a generate run's database connections"},
+    {"api-rate", "LOADTESTD_API_RATE", OPT_INT, 0, 1000000, "50", INT(api_rate),
+     "API requests/s per token (per client IP without tokens); over it 429 (0 = no limit)"},
+    {"api-burst", "LOADTESTD_API_BURST", OPT_INT, 1, 1000000, "200", INT(api_burst),
+     "API requests a client may send at once before --api-rate applies"},
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))

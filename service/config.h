@@ -18,6 +18,17 @@ struct config {
     int quiet;                /* log only errors */
     char token_file[1024];    /* bearer tokens ("" = none: loopback only) */
     char allow_targets[4096]; /* comma-separated allowlist entries ("" = loopback only) */
+    /* Hardening: operator caps per run, the API's own rate limit, the reloadable allowlist. */
+    char allow_target_file[1024]; /* more allowlist entries, one per line; re-read on SIGHUP */
+    int max_users;                /* capacity load.users */
+    int max_total_rps;            /* capacity load.users x load.rate_per_user */
+    int max_duration_s;           /* capacity warmup_s + duration_s; ratelimit windows x window_s */
+    int max_burst_requests;       /* ratelimit burst.max_requests */
+    int max_agents;               /* ratelimit realistic.agents */
+    int max_rows;                 /* generate rows */
+    int max_generate_connections; /* generate connections */
+    int api_rate;  /* API requests/s per token (per client IP without tokens); 0 off */
+    int api_burst; /* requests a client may send at once before api_rate applies */
 };
 
 enum config_result {

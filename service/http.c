@@ -104,6 +104,7 @@ int http_status_for(lt_status st)
         return 401;
     case LT_ERR_FORBIDDEN:
     case LT_ERR_FORBIDDEN_TARGET:
+    case LT_ERR_LIMIT_EXCEEDED:
         return 403;
     case LT_ERR_NOT_FOUND:
         return 404;
@@ -114,6 +115,7 @@ int http_status_for(lt_status st)
     case LT_ERR_PAYLOAD_TOO_LARGE:
         return 413;
     case LT_ERR_TOO_MANY_RUNS:
+    case LT_ERR_RATE_LIMITED:
         return 429;
     case LT_ERR_UNAVAILABLE:
         return 503;
@@ -292,6 +294,11 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
         MHD_add_response_header(r, "Idempotent-Replayed", "true");
     if (resp->unauthorized)
         MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"loadtestd\"");
+    if (resp->retry_after_s > 0) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", resp->retry_after_s);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
     ctx->status = resp->status;
     rc = MHD_queue_response(conn, (unsigned)resp->status, r);
     MHD_destroy_response(r);
@@ -322,8 +329,19 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
             snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "", r->method);
             continue;
         }
+        const union MHD_ConnectionInfo *peer =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        int retry_after = 0;
         enum auth_result ar = routes_authorize(
-            s->app, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), r->need);
+            s->app, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), r->need,
+            peer ? peer->client_addr : NULL, &retry_after);
+        if (ar == AUTH_LIMITED) {
+            resp->retry_after_s = retry_after;
+            http_fail(resp, LT_ERR_RATE_LIMITED, NULL,
+                      "too many API requests from this client (--api-rate); retry after %d s",
+                      retry_after);
+            return;
+        }
         if (ar == AUTH_MISSING || ar == AUTH_BAD) {
             resp->unauthorized = 1;
             http_fail(resp, LT_ERR_UNAUTHORIZED, NULL,

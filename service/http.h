@@ -59,6 +59,7 @@ struct http_response {
     /* A non-JSON answer: text (owned, malloc'd; sent instead of body) of type content_type. */
     char *text;
     const char *content_type; /* static string: Content-Type of raw or text */
+    int retry_after_s; /* > 0 adds Retry-After (429 rate_limited) */
 };
 
 typedef void (*http_handler)(struct http_request *req, struct http_response *resp);
@@ -70,9 +71,14 @@ struct http_route {
     enum auth_need need; /* what the bearer token must allow */
 };
 
+struct sockaddr;
+
 /* Implemented by the routes module: checks the Authorization header (may be NULL) of a request
- * against need with the tokens in force. */
-enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need);
+ * against need with the tokens in force, then the API rate limit of the client (its token, or
+ * peer, the client's address, when it has no valid token; routes with need AUTH_OPEN are never
+ * limited). AUTH_LIMITED sets *retry_after_s. */
+enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need,
+                                  const struct sockaddr *peer, int *retry_after_s);
 
 /* Implemented by the routes module: blocks until the run pool's change counter differs from
  * seen or timeout_ms passes (0: returns at once); returns the counter. */

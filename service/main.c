@@ -2,10 +2,11 @@
  * loadtestd: the daemon. Reads its configuration, opens the store (marking runs a dead daemon
  * left behind as interrupted), starts the run pool and the HTTP server, then waits for a signal.
  *
- * Threads: main (this file: start-up, then sigwait for SIGTERM/SIGINT, then shutdown), the
+ * Threads: main (this file: start-up, then sigwait for SIGTERM/SIGINT/SIGHUP, then shutdown), the
  * HTTP threads (http.c), the run threads (pool.c) and each runner's own workers. Signals are
  * blocked in every thread and taken synchronously by main with sigwait, so no handler runs in
- * an arbitrary thread.
+ * an arbitrary thread. SIGHUP reloads the token file and the allowlist on main itself (reload):
+ * the new tables are built completely, then swapped in; a file that fails keeps the old one.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -14,7 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "apilimit.h"
 #include "auth.h"
+#include "caps.h"
 #include "config.h"
 #include "lt_allow.h"
 #include "http.h"
@@ -30,6 +33,105 @@ static int is_loopback(const char *host)
            strcmp(host, "localhost") == 0;
 }
 
+#define ALLOW_FILE_LINE_MAX 1024
+#define APILIMIT_MAX_KEYS   10000
+
+/* Builds the target allowlist from --allow-target and --allow-target-file (entries separated by
+ * commas, spaces or lines; '#' starts a comment); the loopback default when neither is given.
+ * Returns new, or NULL with a message in err. */
+static struct lt_allow *build_allowlist(const struct config *cfg, char *err, size_t errlen)
+{
+    struct lt_allow *a = NULL;
+    FILE *f = NULL;
+    char line[ALLOW_FILE_LINE_MAX + 2];
+    char ebuf[256];
+    char *save = NULL;
+    int lineno = 0;
+
+    if (!cfg->allow_targets[0] && !cfg->allow_target_file[0]) {
+        a = lt_allow_new_default();
+        if (a == NULL)
+            snprintf(err, errlen, "out of memory");
+        return a;
+    }
+    if ((a = lt_allow_new()) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (cfg->allow_targets[0]) {
+        char list[sizeof(cfg->allow_targets)];
+        snprintf(list, sizeof(list), "%s", cfg->allow_targets);
+        for (char *e = strtok_r(list, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
+            if (lt_allow_add(a, e, ebuf, sizeof(ebuf)) != 0) {
+                snprintf(err, errlen, "--allow-target: %s", ebuf);
+                goto fail;
+            }
+        }
+    }
+    if (!cfg->allow_target_file[0])
+        return a;
+    if ((f = fopen(cfg->allow_target_file, "r")) == NULL) {
+        snprintf(err, errlen, "cannot open allowlist file %.200s", cfg->allow_target_file);
+        goto fail;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            snprintf(err, errlen, "%.200s:%d: line longer than %d characters",
+                     cfg->allow_target_file, lineno, ALLOW_FILE_LINE_MAX);
+            goto fail;
+        }
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        for (char *e = strtok_r(line, ", \t\r\n", &save); e;
+             e = strtok_r(NULL, ", \t\r\n", &save)) {
+            if (lt_allow_add(a, e, ebuf, sizeof(ebuf)) != 0) {
+                snprintf(err, errlen, "%.200s:%d: %.250s", cfg->allow_target_file, lineno, ebuf);
+                goto fail;
+            }
+        }
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "cannot read allowlist file %.200s", cfg->allow_target_file);
+        goto fail;
+    }
+    fclose(f);
+    return a;
+fail:
+    if (f)
+        fclose(f);
+    lt_allow_free(a);
+    return NULL;
+}
+
+/* SIGHUP: re-reads the token file and the allowlist. Each part that fails keeps what was in
+ * force and logs why (the messages name files and lines, never a token). Runs already running
+ * keep the allowlist they started with (they hold their own reference). */
+static void reload(const struct config *cfg, struct auth *auth, struct lt_allow_slot *slot)
+{
+    char err[512];
+    const char *kept = "";
+    struct lt_allow *a;
+    size_t nallow;
+
+    if (auth != NULL && auth_reload(auth, cfg->token_file, err, sizeof(err)) != 0) {
+        lt_log("error", "reload_failed", "what=tokens error=\"%s\" action=kept_old", err);
+        kept = " kept_old=tokens";
+    }
+    if ((a = build_allowlist(cfg, err, sizeof(err))) == NULL) {
+        lt_log("error", "reload_failed", "what=allowlist error=\"%s\" action=kept_old", err);
+        kept = kept[0] ? " kept_old=tokens,allowlist" : " kept_old=allowlist";
+    } else {
+        lt_allow_slot_set(slot, a);
+    }
+    a = lt_allow_slot_get(slot);
+    nallow = lt_allow_count(a);
+    lt_allow_free(a);
+    lt_log(kept[0] ? "warn" : "info", "reload", "tokens=%zu allow=%zu%s", auth_count(auth), nallow,
+           kept);
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -38,6 +140,9 @@ int main(int argc, char **argv)
     struct http_server *http = NULL;
     struct auth *auth = NULL;
     struct lt_allow *allow = NULL;
+    struct lt_allow_slot *allow_slot = NULL;
+    struct apilimit *apilimit = NULL;
+    struct caps caps;
     struct app app;
     char host[128];
     char errbuf[512];
@@ -74,25 +179,29 @@ int main(int argc, char **argv)
                 host);
         return 2;
     }
-    allow = cfg.allow_targets[0] ? lt_allow_new() : lt_allow_new_default();
+    allow = build_allowlist(&cfg, errbuf, sizeof(errbuf));
     if (allow == NULL) {
+        fprintf(stderr, "loadtestd: %s\n", errbuf);
+        auth_free(auth);
+        return 2;
+    }
+    /* The slot owns the list from here; the runs and the POST check take references. */
+    allow_slot = lt_allow_slot_new(allow);
+    if (cfg.api_rate > 0)
+        apilimit = apilimit_new(cfg.api_rate, cfg.api_burst, APILIMIT_MAX_KEYS);
+    if (allow_slot == NULL || (cfg.api_rate > 0 && apilimit == NULL)) {
         fprintf(stderr, "loadtestd: out of memory\n");
+        lt_allow_slot_free(allow_slot);
         auth_free(auth);
         return 1;
     }
-    if (cfg.allow_targets[0]) {
-        char list[sizeof(cfg.allow_targets)];
-        char *save = NULL;
-        snprintf(list, sizeof(list), "%s", cfg.allow_targets);
-        for (char *e = strtok_r(list, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
-            if (lt_allow_add(allow, e, errbuf, sizeof(errbuf)) != 0) {
-                fprintf(stderr, "loadtestd: --allow-target: %s\n", errbuf);
-                lt_allow_free(allow);
-                auth_free(auth);
-                return 2;
-            }
-        }
-    }
+    caps = (struct caps){.max_users = cfg.max_users,
+                         .max_total_rps = cfg.max_total_rps,
+                         .max_duration_s = cfg.max_duration_s,
+                         .max_burst_requests = cfg.max_burst_requests,
+                         .max_agents = cfg.max_agents,
+                         .max_rows = cfg.max_rows,
+                         .max_generate_connections = cfg.max_generate_connections};
 
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -115,7 +224,9 @@ int main(int argc, char **argv)
 
     struct pool_config pc = {.max_concurrent = cfg.max_concurrent_runs,
                              .max_queued = cfg.max_queued_runs,
-                             .runner = {.worker_threads = cfg.worker_threads, .allow = allow}};
+                             .runner = {.worker_threads = cfg.worker_threads},
+                             /* each run takes the list in force when it starts */
+                             .allow_slot = allow_slot};
     pool = pool_new(st, &pc);
     if (pool == NULL) {
         lt_log("error", "start", "error=\"cannot start run threads\"");
@@ -124,7 +235,11 @@ int main(int argc, char **argv)
     app.store = st;
     app.pool = pool;
     app.auth = auth;
-    app.allow = allow;
+    app.allow_slot = allow_slot;
+    app.caps = &caps;
+    app.apilimit = apilimit;
+    app.api_rate = cfg.api_rate;
+    app.api_burst = cfg.api_burst;
     http = http_start(host, port, cfg.http_threads, routes_table, &app, &bound, errbuf,
                       sizeof(errbuf));
     if (http == NULL) {
@@ -137,12 +252,23 @@ int main(int argc, char **argv)
            host, bound, cfg.db, LT_VERSION, cfg.max_concurrent_runs, cfg.max_queued_runs,
            auth ? "bearer" : "none(loopback-only)", auth_count(auth),
            cfg.allow_targets[0] ? cfg.allow_targets : "127.0.0.0/8,::1,localhost");
+    lt_log("info", "limits",
+           "allow=%zu allow_target_file=%s max_users=%d max_total_rps=%d max_duration_s=%d "
+           "max_burst_requests=%d max_agents=%d max_rows=%d max_generate_connections=%d "
+           "api_rate=%d api_burst=%d",
+           lt_allow_count(allow), cfg.allow_target_file[0] ? "set" : "none", cfg.max_users,
+           cfg.max_total_rps, cfg.max_duration_s, cfg.max_burst_requests, cfg.max_agents,
+           cfg.max_rows, cfg.max_generate_connections, cfg.api_rate, cfg.api_burst);
 
     for (;;) {
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGTERM || sig == SIGINT)
             break;
+        if (sig == SIGHUP) {
+            reload(&cfg, auth, allow_slot);
+            continue;
+        }
         lt_log("info", "signal", "signal=%d action=ignored", sig);
     }
     lt_log("info", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
@@ -152,7 +278,8 @@ out:
     pool_free(pool);    /* cancel runs; their partial results are stored */
     http_stop(http);    /* requests in progress complete */
     store_free(st);
-    lt_allow_free(allow);
+    apilimit_free(apilimit);
+    lt_allow_slot_free(allow_slot);
     auth_free(auth);
     if (rc == 0)
         lt_log("info", "stopped", "status=0");

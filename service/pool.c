@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lt_allow.h"
 #include "lt_util.h"
 
 struct job {
@@ -256,14 +257,17 @@ static void run_job(struct pool *p, struct job *j)
 {
     struct run_update u = {.status = RUN_RUNNING, .only_if_status = RUN_QUEUED};
     struct runner_sink sink = {.opaque = j, .progress = sink_progress, .point = sink_point};
-    struct runner_job rj = {.id = j->id,
-                            .spec = j->spec,
-                            .cancel = &j->cancel,
-                            .sink = &sink,
-                            .config = &p->cfg.runner};
+    /* This run's own copy of the settings, holding its own reference to the allowlist in force
+     * now: a SIGHUP reload during the run swaps the slot, not this run's list. */
+    struct runner_config rc = p->cfg.runner;
+    struct lt_allow *allow = p->cfg.allow_slot ? lt_allow_slot_get(p->cfg.allow_slot) : NULL;
+    struct runner_job rj = {
+        .id = j->id, .spec = j->spec, .cancel = &j->cancel, .sink = &sink, .config = &rc};
     struct runner_outcome out;
     lt_status st;
 
+    if (allow != NULL)
+        rc.allow = allow;
     memset(&out, 0, sizeof(out));
     u.started_at_ms = lt_now_ms();
     u.progress_json = "{\"fraction\":0}";
@@ -273,6 +277,7 @@ static void run_job(struct pool *p, struct job *j)
          * the lock), so this is a store failure: the run stays queued in the store and becomes
          * interrupted at the next start. */
         lt_log("error", "store_write", "run=%s what=start error=%s", j->id, lt_status_code(st));
+        lt_allow_free(allow);
         return;
     }
     j->started_mono_ns = lt_mono_ns();
@@ -287,6 +292,7 @@ static void run_job(struct pool *p, struct job *j)
         p->cfg.on_finished(p->cfg.hook_opaque, j->id);
     json_decref(out.result);
     json_decref(out.verdict);
+    lt_allow_free(allow);
 }
 
 static void *run_thread(void *arg)

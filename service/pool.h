@@ -12,11 +12,16 @@
 #include "store.h"
 
 struct pool;
+struct lt_allow_slot;
 
 struct pool_config {
     int max_concurrent;          /* run threads: runs executing at once (1..64) */
     int max_queued;              /* runs waiting beyond those (0..10000) */
     struct runner_config runner; /* handed to every runner */
+    /* Optional: the allowlist in force (borrowed; SIGHUP may swap it). Each run takes a
+     * reference to the list in force when it starts and uses it, in place of runner.allow,
+     * until it ends, so a reload never changes the rules under a running run. */
+    struct lt_allow_slot *allow_slot;
     /* Optional hooks, called on the run thread of the run (never with the pool lock held):
      * amend_verdict, for a run that completed with a verdict (not cancelled, not an error),
      * after execute returned and before the final state is stored: it may append checks to

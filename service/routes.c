@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "apilimit.h"
+#include "caps.h"
 #include "dashboard.h"
 #include "lt_allow.h"
 #include "metrics.h"
@@ -114,9 +119,37 @@ static int fetch_run(struct http_request *req, struct http_response *resp, struc
     return -1;
 }
 
-enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need)
+/* The API rate limit's key for a request: 't' + the token's digest when tokens are on and it
+ * carries a valid one (so one client's burst never slows another token), else 'a' + the
+ * client's address (no tokens, or a missing/wrong one: guessing tokens is limited too). */
+static void client_key(const struct app *app, const char *authorization, enum auth_result ar,
+                       const struct sockaddr *peer, unsigned char key[APILIMIT_KEY_LEN])
 {
-    return auth_check(app->auth, authorization, need);
+    memset(key, 0, APILIMIT_KEY_LEN);
+    if (app->auth && (ar == AUTH_OK || ar == AUTH_DENIED) &&
+        auth_token_digest(authorization, key + 1) == 0) {
+        key[0] = 't';
+        return;
+    }
+    key[0] = 'a';
+    if (peer && peer->sa_family == AF_INET)
+        memcpy(key + 1, &((const struct sockaddr_in *)peer)->sin_addr, 4);
+    else if (peer && peer->sa_family == AF_INET6)
+        memcpy(key + 1, &((const struct sockaddr_in6 *)peer)->sin6_addr, 16);
+}
+
+enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need,
+                                  const struct sockaddr *peer, int *retry_after_s)
+{
+    enum auth_result ar = auth_check(app->auth, authorization, need);
+    unsigned char key[APILIMIT_KEY_LEN];
+
+    if (need == AUTH_OPEN || app->apilimit == NULL) /* /healthz is never limited */
+        return ar;
+    client_key(app, authorization, ar, peer, key);
+    if (!apilimit_take(app->apilimit, key, lt_mono_ns(), retry_after_s))
+        return AUTH_LIMITED;
+    return ar;
 }
 
 unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeout_ms)
@@ -220,6 +253,9 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
     st = spec_parse(body, len, &spec, &masked, &ops, err);
     if (st != LT_OK)
         return st;
+    /* The operator's caps, on the validated spec (defaults filled in). */
+    if ((st = caps_check(app->caps, ops->kind, spec, err)) != LT_OK)
+        goto out;
     /* Fail closed: a kind that cannot say where it will connect is not run at all. */
     if (ops->each_target == NULL) {
         st = lt_error_set(err, LT_ERR_INTERNAL, "/kind",
@@ -228,8 +264,12 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
                           ops->kind);
         goto out;
     }
-    struct target_check tc = {.allow = app->allow};
-    if (ops->each_target(spec, check_target, &tc) != 0) {
+    /* The list in force now; a run takes its own reference when it starts (pool.c). */
+    struct lt_allow *allow = lt_allow_slot_get(app->allow_slot);
+    struct target_check tc = {.allow = allow};
+    int denied = ops->each_target(spec, check_target, &tc);
+    lt_allow_free(allow);
+    if (denied != 0) {
         st = lt_error_set(err, LT_ERR_FORBIDDEN_TARGET, tc.field,
                           "%s port %d is not on this daemon's target allowlist (--allow-target)",
                           tc.host, tc.port);
@@ -591,6 +631,27 @@ static void h_delete(struct http_request *req, struct http_response *resp)
         http_fail(resp, st, NULL, "the run could not be deleted: %s", lt_status_code(st));
 }
 
+/* GET /v1/limits: the operator's caps and the API rate limit, so clients can size their runs. */
+static void h_limits(struct http_request *req, struct http_response *resp)
+{
+    static const char *const names[] = {NULL};
+    json_t *body;
+
+    if (only_params(req, resp, names) != 0)
+        return;
+    body = req->app->caps ? caps_json(req->app->caps) : json_object();
+    if (body == NULL) {
+        http_fail(resp, LT_ERR_NOMEM, NULL, "out of memory");
+        return;
+    }
+    json_object_set_new(body, "api",
+                        req->app->api_rate > 0
+                            ? json_pack("{s:i, s:i}", "rate_per_s", req->app->api_rate, "burst",
+                                        req->app->api_burst)
+                            : json_pack("{s:n, s:n}", "rate_per_s", "burst"));
+    resp->body = body;
+}
+
 const struct http_route routes_table[] = {
     {"GET", "/healthz", h_healthz, AUTH_OPEN},
     {"GET", "/v1/version", h_version, AUTH_READ},
@@ -604,5 +665,6 @@ const struct http_route routes_table[] = {
     {"GET", "/", dashboard_index, AUTH_OPEN},
     {"GET", "/ui/{asset}", dashboard_asset, AUTH_OPEN},
     {"GET", "/metrics", metrics_handle, AUTH_READ},
+    {"GET", "/v1/limits", h_limits, AUTH_READ},
     {NULL, NULL, NULL, AUTH_OPEN},
 };

@@ -8,14 +8,21 @@
 #include "pool.h"
 #include "store.h"
 
-struct lt_allow;
+struct lt_allow_slot;
+struct caps;
+struct apilimit;
 
 /* Everything a handler may use; borrowed by the HTTP server for its lifetime. */
 struct app {
     struct store *store;
     struct pool *pool;
-    const struct auth *auth;      /* NULL: no tokens (the daemon then serves loopback only) */
-    const struct lt_allow *allow; /* target allowlist */
+    struct auth *auth; /* NULL: no tokens (the daemon then serves loopback only); SIGHUP may
+                          replace the tokens inside (auth_reload) */
+    struct lt_allow_slot *allow_slot; /* the target allowlist in force; SIGHUP may swap it, so
+                                         take a reference (lt_allow_slot_get) per use */
+    const struct caps *caps;          /* per-run operator caps; NULL: none */
+    struct apilimit *apilimit;        /* the API's request rate limit; NULL: off */
+    int api_rate, api_burst;          /* its settings, for GET /v1/limits (rate 0: off) */
 };
 
 /* The route table, terminated by a row of NULLs. */
@@ -29,11 +36,12 @@ json_t *routes_run_document(const struct run_record *r, int full);
 /* 1 when key is a valid Idempotency-Key (1 to 255 visible ASCII characters). */
 int routes_idempotency_key_ok(const char *key);
 
-/* Everything POST /v1/runs does with a body: decodes and validates the spec, checks its targets
- * against the allowlist, replays an earlier run created with the same Idempotency-Key ikey (may
- * be NULL), else stores and queues a new run. On LT_OK *out is the run (caller clears it) and
- * *replayed says whether it was created earlier. On failure err names the cause (and the field)
- * and nothing is stored. Used by every way of starting a run (REST, presets, chat-ops). */
+/* Everything POST /v1/runs does with a body: decodes and validates the spec, checks it against
+ * the operator caps (403 limit_exceeded) and its targets against the allowlist, replays an earlier
+ * run created with the same Idempotency-Key ikey (may be NULL), else stores and queues a new run.
+ * On LT_OK *out is the run (caller clears it) and *replayed says whether it was created earlier. On
+ * failure err names the cause (and the field) and nothing is stored. Used by every way of starting
+ * a run (REST, presets, chat-ops). */
 lt_status routes_submit_run(struct app *app, const char *body, size_t len, const char *ikey,
                             struct run_record *out, int *replayed, struct lt_error *err);
 

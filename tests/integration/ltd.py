@@ -70,6 +70,9 @@ class Daemon:
         cmd = [args.loadtestd, "--listen", "127.0.0.1:0", "--db", self.db] + list(extra)
         self.log = open(self.log_path, "wb")
         full_env = dict(os.environ)
+        # The API's own rate limit (--api-rate) is off unless a test asks for it (a flag wins
+        # over the environment): tests of other things send bursts a real client would not.
+        full_env.setdefault("LOADTESTD_API_RATE", "0")
         full_env.update(env or {})
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log, env=full_env)
         self.port = None

@@ -37,6 +37,7 @@ EXPECTED_OPERATIONS = {
     ("GET", "/"): "getDashboard",
     ("GET", "/ui/{asset}"): "getDashboardAsset",
     ("GET", "/metrics"): "getMetrics",
+    ("GET", "/v1/limits"): "getLimits",
 }
 
 # The example specs of /work/shared/API.md as JSON. Placeholders there ("..", "...",
