@@ -245,6 +245,42 @@ bad:
     return -1;
 }
 
+int lt_allow_add_text(struct lt_allow *a, const char *text, const char *origin, char *err,
+                      size_t errlen)
+{
+    char entry[300];
+    char msg[256];
+    int lineno = 1;
+    const char *p = text;
+
+    while (*p) {
+        if (*p == '#') { /* comment: skip to the end of the line */
+            while (*p && *p != '\n')
+                p++;
+            continue;
+        }
+        if (*p == '\n')
+            lineno++;
+        if (*p == ',' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
+            p++;
+            continue;
+        }
+        size_t n = strcspn(p, ", \t\r\n#");
+        if (n >= sizeof(entry)) {
+            snprintf(err, errlen, "%.100s:%d: allowlist entry is too long", origin, lineno);
+            return -1;
+        }
+        memcpy(entry, p, n);
+        entry[n] = '\0';
+        p += n;
+        if (lt_allow_add(a, entry, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "%.100s:%d: %s", origin, lineno, msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int prefix_match(const unsigned char *a, const unsigned char *b, int bits)
 {
     int bytes = bits / 8, rest = bits % 8;

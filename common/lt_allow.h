@@ -42,6 +42,12 @@ struct lt_allow *lt_allow_ref(struct lt_allow *a);
 /* Adds one entry (syntax above). Returns 0, or -1 with a message in err. */
 int lt_allow_add(struct lt_allow *a, const char *entry, char *err, size_t errlen);
 
+/* Adds every entry of text, an allowlist file: entries separated by commas, blanks or lines, '#'
+ * starting a comment to the end of its line. Returns 0, or -1 with "origin:LINE: message" in err
+ * (entries added before the faulty one stay: build a fresh list and drop it on failure). */
+int lt_allow_add_text(struct lt_allow *a, const char *text, const char *origin, char *err,
+                      size_t errlen);
+
 /* Number of entries; and entry i as text (borrowed), for logs. */
 size_t lt_allow_count(const struct lt_allow *a);
 const char *lt_allow_entry(const struct lt_allow *a, size_t i);

@@ -33,20 +33,19 @@ static int is_loopback(const char *host)
            strcmp(host, "localhost") == 0;
 }
 
-#define ALLOW_FILE_LINE_MAX 1024
-#define APILIMIT_MAX_KEYS   10000
+#define ALLOW_FILE_MAX    (256 * 1024)
+#define APILIMIT_MAX_KEYS 10000
 
-/* Builds the target allowlist from --allow-target and --allow-target-file (entries separated by
- * commas, spaces or lines; '#' starts a comment); the loopback default when neither is given.
- * Returns new, or NULL with a message in err. */
+/* Builds the target allowlist from --allow-target and --allow-target-file (lt_allow_add_text's
+ * syntax); the loopback default when neither is given. Returns new, or NULL with a message in
+ * err. */
 static struct lt_allow *build_allowlist(const struct config *cfg, char *err, size_t errlen)
 {
     struct lt_allow *a = NULL;
     FILE *f = NULL;
-    char line[ALLOW_FILE_LINE_MAX + 2];
+    char *text = NULL;
     char ebuf[256];
-    char *save = NULL;
-    int lineno = 0;
+    size_t n;
 
     if (!cfg->allow_targets[0] && !cfg->allow_target_file[0]) {
         a = lt_allow_new_default();
@@ -58,47 +57,37 @@ static struct lt_allow *build_allowlist(const struct config *cfg, char *err, siz
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (cfg->allow_targets[0]) {
-        char list[sizeof(cfg->allow_targets)];
-        snprintf(list, sizeof(list), "%s", cfg->allow_targets);
-        for (char *e = strtok_r(list, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
-            if (lt_allow_add(a, e, ebuf, sizeof(ebuf)) != 0) {
-                snprintf(err, errlen, "--allow-target: %s", ebuf);
-                goto fail;
-            }
-        }
-    }
+    if (cfg->allow_targets[0] &&
+        lt_allow_add_text(a, cfg->allow_targets, "--allow-target", err, errlen) != 0)
+        goto fail;
     if (!cfg->allow_target_file[0])
         return a;
     if ((f = fopen(cfg->allow_target_file, "r")) == NULL) {
         snprintf(err, errlen, "cannot open allowlist file %.200s", cfg->allow_target_file);
         goto fail;
     }
-    while (fgets(line, sizeof(line), f)) {
-        lineno++;
-        if (strchr(line, '\n') == NULL && !feof(f)) {
-            snprintf(err, errlen, "%.200s:%d: line longer than %d characters",
-                     cfg->allow_target_file, lineno, ALLOW_FILE_LINE_MAX);
-            goto fail;
-        }
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        for (char *e = strtok_r(line, ", \t\r\n", &save); e;
-             e = strtok_r(NULL, ", \t\r\n", &save)) {
-            if (lt_allow_add(a, e, ebuf, sizeof(ebuf)) != 0) {
-                snprintf(err, errlen, "%.200s:%d: %.250s", cfg->allow_target_file, lineno, ebuf);
-                goto fail;
-            }
-        }
-    }
-    if (ferror(f)) {
-        snprintf(err, errlen, "cannot read allowlist file %.200s", cfg->allow_target_file);
+    if ((text = malloc(ALLOW_FILE_MAX + 1)) == NULL) {
+        snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    n = fread(text, 1, ALLOW_FILE_MAX + 1, f);
+    if (ferror(f) || n > ALLOW_FILE_MAX || memchr(text, '\0', n) != NULL) {
+        snprintf(err, errlen,
+                 "allowlist file %.200s cannot be read, is larger than %d bytes or "
+                 "not text",
+                 cfg->allow_target_file, ALLOW_FILE_MAX);
+        goto fail;
+    }
+    text[n] = '\0';
+    if (lt_allow_add_text(a, text, cfg->allow_target_file, ebuf, sizeof(ebuf)) != 0) {
+        snprintf(err, errlen, "%s", ebuf);
+        goto fail;
+    }
+    free(text);
     fclose(f);
     return a;
 fail:
+    free(text);
     if (f)
         fclose(f);
     lt_allow_free(a);

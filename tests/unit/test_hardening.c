@@ -244,6 +244,25 @@ static void test_allow_slot(void)
     lt_allow_slot_free(slot);
 }
 
+static void test_allow_text(void)
+{
+    char err[256];
+    struct lt_allow *a = lt_allow_new();
+
+    REQUIRE(a != NULL);
+    CHECK(lt_allow_add_text(a,
+                            "# targets\n127.0.0.1:8080, localhost\n\n\t*.x.example:443 # t#2\r\n",
+                            "f", err, sizeof(err)) == 0);
+    CHECK(lt_allow_count(a) == 3);
+    CHECK(lt_allow_host(a, "127.0.0.1", 8080) && !lt_allow_host(a, "127.0.0.1", 8081));
+    CHECK(lt_allow_host(a, "api.x.example", 443));
+    CHECK(lt_allow_add_text(a, "", "f", err, sizeof(err)) == 0);
+    CHECK(lt_allow_add_text(a, "10.0.0.0/8\n# ok\nnot/a/valid entry\n", "list.txt", err,
+                            sizeof(err)) == -1);
+    CHECK(strncmp(err, "list.txt:3: ", 12) == 0);
+    lt_allow_free(a);
+}
+
 struct auth_reader {
     struct auth *a;
     atomic_int *stop;
@@ -328,6 +347,7 @@ int main(void)
     RUN(test_apilimit_threads);
     RUN(test_caps);
     RUN(test_allow_slot);
+    RUN(test_allow_text);
     RUN(test_auth_reload);
     return harness_report();
 }
