@@ -240,7 +240,9 @@ int main(int argc, char **argv)
            "auth=%s tokens=%zu allow_targets=\"%s\"",
            host, bound, cfg.db, LT_VERSION, cfg.max_concurrent_runs, cfg.max_queued_runs,
            auth ? "bearer" : "none(loopback-only)", auth_count(auth),
-           cfg.allow_targets[0] ? cfg.allow_targets : "127.0.0.0/8,::1,localhost");
+           cfg.allow_targets[0]       ? cfg.allow_targets
+           : cfg.allow_target_file[0] ? "" /* the file's entries only */
+                                      : "127.0.0.0/8,::1,localhost");
     lt_log("info", "limits",
            "allow=%zu allow_target_file=%s max_users=%d max_total_rps=%d max_duration_s=%d "
            "max_burst_requests=%d max_agents=%d max_rows=%d max_generate_connections=%d "

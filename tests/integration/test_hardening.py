@@ -307,6 +307,23 @@ def test_sighup_reloads_allowlist():
             os.unlink(path)
 
 
+def test_bad_allowlist_file_refused_at_start():
+    import subprocess
+    fd, path = tempfile.mkstemp(prefix="ltd-allow-")
+    with os.fdopen(fd, "w") as f:
+        f.write("127.0.0.1:80\n\n10.0.0.0/99\n")
+    try:
+        for extra, why in ((["--allow-target-file", path], path + ":3: bad allowlist entry"),
+                           (["--allow-target-file", "/nonexistent/allow"], "cannot open"),
+                           (["--allow-target", "127.0.0.1:0"], "--allow-target:1: bad")):
+            out = subprocess.run([ARGS.loadtestd, "--listen", "127.0.0.1:0", "--db",
+                                  os.path.join(tempfile.gettempdir(), "never-opened.db")] + extra,
+                                 capture_output=True, text=True, timeout=10)
+            assert out.returncode == 2 and why in out.stderr, (extra, out)
+    finally:
+        os.unlink(path)
+
+
 def test_running_run_keeps_its_allowlist():
     """A run opening a new connection per request (/close) goes on using the allowlist it started
     with after a reload removed its target; a new run to that target is refused."""
@@ -346,5 +363,6 @@ if __name__ == "__main__":
         test_api_rate_limit_without_tokens,
         test_sighup_reloads_tokens,
         test_sighup_reloads_allowlist,
+        test_bad_allowlist_file_refused_at_start,
         test_running_run_keeps_its_allowlist,
     ]))
