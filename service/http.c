@@ -81,7 +81,9 @@ struct req_ctx {
     char method[12];
     char path[160]; /* sanitised for the log line */
     size_t bytes_in;
-    int route_row; /* index of the matched route pattern in the table, -1 when none */
+    int route_row;    /* index of the matched route pattern in the table, -1 when none */
+    int rate_counted; /* the API rate limit has charged this request (a resumed long-poll or a
+                         second dispatch is not charged again) */
     struct MHD_Connection *conn;
     /* Long-poll state, guarded by the server's hold_lock. */
     int64_t hold_deadline_ns;  /* 0: never held */
@@ -334,7 +336,8 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
         int retry_after = 0;
         enum auth_result ar = routes_authorize(
             s->app, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), r->need,
-            peer ? peer->client_addr : NULL, &retry_after);
+            peer ? peer->client_addr : NULL, ctx->rate_counted ? NULL : &retry_after);
+        ctx->rate_counted = 1;
         if (ar == AUTH_LIMITED) {
             resp->retry_after_s = retry_after;
             http_fail(resp, LT_ERR_RATE_LIMITED, NULL,

@@ -59,7 +59,7 @@ struct http_response {
     /* A non-JSON answer: text (owned, malloc'd; sent instead of body) of type content_type. */
     char *text;
     const char *content_type; /* static string: Content-Type of raw or text */
-    int retry_after_s; /* > 0 adds Retry-After (429 rate_limited) */
+    int retry_after_s;        /* > 0 adds Retry-After (429 rate_limited) */
 };
 
 typedef void (*http_handler)(struct http_request *req, struct http_response *resp);
@@ -76,7 +76,8 @@ struct sockaddr;
 /* Implemented by the routes module: checks the Authorization header (may be NULL) of a request
  * against need with the tokens in force, then the API rate limit of the client (its token, or
  * peer, the client's address, when it has no valid token; routes with need AUTH_OPEN are never
- * limited). AUTH_LIMITED sets *retry_after_s. */
+ * limited). AUTH_LIMITED sets *retry_after_s. retry_after_s NULL: the request was already
+ * charged (a resumed long-poll), so only the tokens are checked. */
 enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need,
                                   const struct sockaddr *peer, int *retry_after_s);
 

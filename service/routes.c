@@ -144,7 +144,8 @@ enum auth_result routes_authorize(struct app *app, const char *authorization, en
     enum auth_result ar = auth_check(app->auth, authorization, need);
     unsigned char key[APILIMIT_KEY_LEN];
 
-    if (need == AUTH_OPEN || app->apilimit == NULL) /* /healthz is never limited */
+    /* /healthz (and every AUTH_OPEN route) is never limited; a request is charged once */
+    if (need == AUTH_OPEN || app->apilimit == NULL || retry_after_s == NULL)
         return ar;
     client_key(app, authorization, ar, peer, key);
     if (!apilimit_take(app->apilimit, key, lt_mono_ns(), retry_after_s))

@@ -209,6 +209,39 @@ def test_api_rate_limit_per_token():
     assert OLD not in log and OTHER not in log
 
 
+def test_long_poll_is_charged_once():
+    """A long-poll (?wait=) held until its deadline is resumed and handled again: it must cost
+    one request, not one per resumption."""
+    fd, path = tempfile.mkstemp(prefix="ltd-tokens-")
+    os.close(fd)
+    write_file(path, "write %s\nread %s\n" % (OLD, OTHER))
+    d = ltd.Daemon(ARGS, extra=["--token-file", path, "--api-rate", "1", "--api-burst", "2"])
+    try:
+        setup = {"Authorization": "Bearer " + OLD}
+        a = d.post("/v1/runs", capacity(free_port()), headers=setup)
+        assert a.status == 202, a
+        run_id = a.json["id"]
+        deadline = time.time() + 60
+        while True:  # the setup token may hit its own limit while polling: that is fine
+            a = d.get("/v1/runs/" + run_id, headers=setup)
+            if a.status == 200 and a.json["finished_at"] is not None:
+                break
+            assert time.time() < deadline, a
+            time.sleep(0.5)
+        etag = a.header("ETag")
+        # The other token's bucket is full (2). The long-poll takes 1 and is held for 2 s while
+        # the bucket refills to 2; charged again on resumption it would leave 1.
+        hdr = {"Authorization": "Bearer " + OTHER, "If-None-Match": etag}
+        a = d.get("/v1/runs/%s?wait=2" % run_id, headers=hdr)
+        assert a.status == 304, a
+        hdr = {"Authorization": "Bearer " + OTHER}
+        assert d.get("/v1/version", headers=hdr).status == 200
+        assert d.get("/v1/version", headers=hdr).status == 200
+    finally:
+        d.stop()
+        os.unlink(path)
+
+
 def test_api_rate_limit_without_tokens():
     d = ltd.Daemon(ARGS, extra=["--api-rate", "1", "--api-burst", "3"])
     try:
@@ -361,6 +394,7 @@ if __name__ == "__main__":
         test_default_caps,
         test_api_rate_limit_per_token,
         test_api_rate_limit_without_tokens,
+        test_long_poll_is_charged_once,
         test_sighup_reloads_tokens,
         test_sighup_reloads_allowlist,
         test_bad_allowlist_file_refused_at_start,
