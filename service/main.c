@@ -128,8 +128,9 @@ int main(int argc, char **argv)
     struct pool *pool = NULL;
     struct http_server *http = NULL;
     struct auth *auth = NULL;
-    struct lt_allow *allow = NULL;
-    struct lt_allow_slot *allow_slot = NULL;
+    struct lt_allow_slot *allow_slot = NULL; /* the allowlist in force (no bare pointer to it
+                                                 here: SIGHUP may free the list it held) */
+    size_t nallow = 0;
     struct apilimit *apilimit = NULL;
     struct caps caps;
     struct app app;
@@ -168,14 +169,17 @@ int main(int argc, char **argv)
                 host);
         return 2;
     }
-    allow = build_allowlist(&cfg, errbuf, sizeof(errbuf));
-    if (allow == NULL) {
-        fprintf(stderr, "loadtestd: %s\n", errbuf);
-        auth_free(auth);
-        return 2;
+    {
+        struct lt_allow *initial = build_allowlist(&cfg, errbuf, sizeof(errbuf));
+        if (initial == NULL) {
+            fprintf(stderr, "loadtestd: %s\n", errbuf);
+            auth_free(auth);
+            return 2;
+        }
+        nallow = lt_allow_count(initial);
+        /* The slot owns the list from here; the runs and the POST check take references. */
+        allow_slot = lt_allow_slot_new(initial);
     }
-    /* The slot owns the list from here; the runs and the POST check take references. */
-    allow_slot = lt_allow_slot_new(allow);
     if (cfg.api_rate > 0)
         apilimit = apilimit_new(cfg.api_rate, cfg.api_burst, APILIMIT_MAX_KEYS);
     if (allow_slot == NULL || (cfg.api_rate > 0 && apilimit == NULL)) {
@@ -247,9 +251,9 @@ int main(int argc, char **argv)
            "allow=%zu allow_target_file=%s max_users=%d max_total_rps=%d max_duration_s=%d "
            "max_burst_requests=%d max_agents=%d max_rows=%d max_generate_connections=%d "
            "api_rate=%d api_burst=%d",
-           lt_allow_count(allow), cfg.allow_target_file[0] ? "set" : "none", cfg.max_users,
-           cfg.max_total_rps, cfg.max_duration_s, cfg.max_burst_requests, cfg.max_agents,
-           cfg.max_rows, cfg.max_generate_connections, cfg.api_rate, cfg.api_burst);
+           nallow, cfg.allow_target_file[0] ? "set" : "none", cfg.max_users, cfg.max_total_rps,
+           cfg.max_duration_s, cfg.max_burst_requests, cfg.max_agents, cfg.max_rows,
+           cfg.max_generate_connections, cfg.api_rate, cfg.api_burst);
 
     for (;;) {
         if (sigwait(&sigs, &sig) != 0)
