@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lt_allow.h"
+#include "notify.h"
 #include "spec.h"
 
 #define LIST_LIMIT_DEFAULT   50
@@ -197,6 +198,8 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
     const struct runner_ops *ops = NULL;
     lt_status st;
     const char *name;
+    struct notify_target nt;
+    const struct notify_target *watch = NULL;
 
     memset(out, 0, sizeof(*out));
     *replayed = 0;
@@ -222,6 +225,18 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
                           tc.host, tc.port);
         goto out;
     }
+    /* A webhook is a target like any other: same allowlist, same answer. */
+    const char *hook =
+        json_string_value(json_object_get(json_object_get(spec, "notify"), "webhook_url"));
+    if (hook && (runner_url_host(hook, tc.host, sizeof(tc.host), &tc.port) != 0 ||
+                 !lt_allow_host(app->allow, tc.host, tc.port))) {
+        st = lt_error_set(err, LT_ERR_FORBIDDEN_TARGET, "/notify/webhook_url",
+                          "%s port %d is not on this daemon's target allowlist (--allow-target)",
+                          tc.host, tc.port);
+        goto out;
+    }
+    if (notify_target_from_spec(json_object_get(spec, "notify"), &nt) == 0)
+        watch = &nt;
     if (ikey) {
         st = find_idempotent(app, ikey, masked, out, err);
         if (st == LT_OK)
@@ -258,6 +273,8 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
                           "retry");
     else if (st != LT_OK)
         st = lt_error_set(err, st, NULL, "the run could not be stored: %s", lt_status_code(st));
+    else if (watch)
+        notifier_watch(app->notifier, out->id, watch); /* a failure is logged; the run goes on */
 out:
     if (st != LT_OK)
         run_record_clear(out);

@@ -9,6 +9,7 @@
 #include "store.h"
 
 struct lt_allow;
+struct notifier;
 
 /* Everything a handler may use; borrowed by the HTTP server for its lifetime. */
 struct app {
@@ -16,6 +17,10 @@ struct app {
     struct pool *pool;
     const struct auth *auth;      /* NULL: no tokens (the daemon then serves loopback only) */
     const struct lt_allow *allow; /* target allowlist */
+    /* chat-ops and webhooks (notify.h, slack.h) */
+    struct notifier *notifier; /* completion webhooks; NULL: none are sent */
+    const char *slack_secret;  /* Slack signing secret; NULL: POST /v1/chatops/slack answers 404 */
+    size_t slack_secret_len;
 };
 
 /* The route table, terminated by a row of NULLs. */
