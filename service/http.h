@@ -14,6 +14,8 @@
 #include "lt_util.h"
 
 #define HTTP_BODY_MAX (1024 * 1024) /* request bodies above this answer 413 */
+/* A path parameter ({id}, {name}) is 1 to HTTP_SEGMENT_SIZE-1 characters of [A-Za-z0-9_-]. */
+#define HTTP_SEGMENT_SIZE 64
 
 struct app; /* routes.c */
 struct http_server;
@@ -24,7 +26,7 @@ struct http_request {
     void *conn;         /* struct MHD_Connection *, for http_query/http_header */
     const char *body;   /* NUL-terminated; body_len bytes */
     size_t body_len;
-    const char *id; /* the {id} segment of the route, or NULL */
+    const char *id; /* the path parameter ({id}, {name}) of the route, or NULL */
     struct app *app;
     char log_run[LT_ID_SIZE]; /* handlers set it so the request's log line names the run */
 };
@@ -43,7 +45,7 @@ typedef void (*http_handler)(struct http_request *req, struct http_response *res
 
 struct http_route {
     const char *method;
-    const char *pattern; /* "/v1/runs/{id}/cancel"; {id} matches one segment */
+    const char *pattern; /* "/v1/runs/{id}/cancel"; {id} or {name} matches one segment */
     http_handler fn;
     enum auth_need need; /* what the bearer token must allow */
 };
@@ -52,9 +54,10 @@ struct http_route {
  * against need with the tokens in force. */
 enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need);
 
-/* 1 when path matches pattern; then id receives the {id} segment (or ""). An {id} is 1 to
- * LT_ID_SIZE-1 characters of [A-Za-z0-9_-]. */
-int http_route_match(const char *pattern, const char *path, char id[LT_ID_SIZE]);
+/* 1 when path matches pattern; then id receives the segment of its one parameter ("{id}",
+ * "{name}", any "{...}") or "". A parameter is 1 to HTTP_SEGMENT_SIZE-1 characters of
+ * [A-Za-z0-9_-]. */
+int http_route_match(const char *pattern, const char *path, char id[HTTP_SEGMENT_SIZE]);
 
 /* The only mapping from internal status to HTTP status code. */
 int http_status_for(lt_status st);
