@@ -14,6 +14,7 @@
 #include "lt_allow.h"
 #include "notify.h"
 #include "presets.h"
+#include "slack.h"
 #include "spec.h"
 
 #define LIST_LIMIT_DEFAULT   50
@@ -649,5 +650,7 @@ const struct http_route routes_table[] = {
     {"PUT", "/v1/presets/{name}", presets_h_put, AUTH_WRITE},
     {"DELETE", "/v1/presets/{name}", presets_h_delete, AUTH_WRITE},
     {"POST", "/v1/presets/{name}/runs", presets_h_start_run, AUTH_WRITE},
+    /* Slack cannot send our bearer token: the Slack request signature authenticates it. */
+    {"POST", "/v1/chatops/slack", slack_h_command, AUTH_OPEN},
     {NULL, NULL, NULL, AUTH_OPEN},
 };
