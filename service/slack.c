@@ -342,8 +342,20 @@ void slack_command_parse(const char *text, struct slack_command *cmd)
             return;
         }
         tok[n++] = p;
-        while (*p && !is_space(*p))
+        /* A double-quoted stretch keeps its spaces (name="nightly run"); the quotes stay, so
+         * the value then parses as a JSON string. */
+        int quoted = 0;
+        while (*p && (quoted || !is_space(*p))) {
+            if (*p == '"')
+                quoted = !quoted;
+            else if (*p == '\\' && quoted && p[1])
+                p++;
             p++;
+        }
+        if (quoted) {
+            command_error(cmd, "a double quote is not closed");
+            return;
+        }
     }
     if (n == 0 || strcasecmp(tok[0], "help") == 0) {
         cmd->verb = SLACK_HELP;
