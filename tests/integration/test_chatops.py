@@ -46,6 +46,8 @@ class Receiver:
                                       "body": body, "answered": status})
                     outer.cond.notify_all()
                 self.send_response(status)
+                if status in (429, 503):
+                    self.send_header("Retry-After", "100")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -357,6 +359,33 @@ def test_secret_from_environment():
     assert p.returncode == 2 and SECRET.encode() not in p.stderr, p
 
 
+def test_retry_after_and_shutdown():
+    """A receiver that answers 503 with Retry-After: 100: the next attempt is scheduled 100 s
+    later; SIGTERM then gives the pending delivery one last attempt and the daemon still exits
+    promptly."""
+    rx = Receiver(plan=[503] * 10)
+    d = ltd.Daemon(args)
+    try:
+        a = d.post("/v1/runs", capacity_spec(notify={"webhook_url": rx.base + "/busy"}))
+        assert a.status == 202, a
+        run_id = a.json["id"]
+        d.wait_status(run_id, ("passed", "failed", "error"), timeout=60)
+        rx.wait_for(1, timeout=30)
+        deadline = time.time() + 10
+        while "retry_in_s=100" not in d.log_text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert "retry_in_s=100" in d.log_text(), d.log_text()[-2000:]
+        rc, took = d.stop()
+        assert rc == 0 and took < 15, (rc, took)
+        got = rx.wait_for(2, timeout=5)
+        assert len(got) == 2, got
+        lines = [ln for ln in d.log_text().splitlines() if "event=notify" in ln]
+        assert any("attempt=2" in ln and "gave_up=1" in ln for ln in lines), lines
+    finally:
+        d.kill()
+        rx.stop()
+
+
 def test_secret_never_logged():
     d = ctx["d"]
     d.stop()
@@ -381,6 +410,7 @@ def main():
             test_slack_status_last_cancel,
             test_slack_run_posts_verdict_to_response_url,
             test_secret_from_environment,
+            test_retry_after_and_shutdown,
             test_secret_never_logged,
         ])
     finally:
