@@ -420,11 +420,14 @@ void notifier_on_finished(void *opaque, const char *id)
  * queues them. Called by the notifier thread without the lock. */
 static void sweep(struct notifier *n)
 {
-    char ids[64][LT_ID_SIZE];
-    int k = 0;
+    char(*ids)[LT_ID_SIZE] = NULL;
+    int k = 0, cap;
 
     pthread_mutex_lock(&n->lock);
-    for (struct delivery *d = n->watches; d && k < 64; d = d->next)
+    cap = n->npending;
+    if (cap > 0)
+        ids = malloc((size_t)cap * LT_ID_SIZE);
+    for (struct delivery *d = n->watches; d && ids && k < cap; d = d->next)
         memcpy(ids[k++], d->id, LT_ID_SIZE);
     pthread_mutex_unlock(&n->lock);
     for (int i = 0; i < k; i++) {
@@ -434,6 +437,7 @@ static void sweep(struct notifier *n)
         claim_locked(n, ids[i]);
         pthread_mutex_unlock(&n->lock);
     }
+    free(ids);
 }
 
 struct attempt_io {
