@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "compare.h"
 #include "config.h"
 #include "lt_allow.h"
 #include "http.h"
@@ -116,6 +117,11 @@ int main(int argc, char **argv)
     struct pool_config pc = {.max_concurrent = cfg.max_concurrent_runs,
                              .max_queued = cfg.max_queued_runs,
                              .runner = {.worker_threads = cfg.worker_threads, .allow = allow}};
+    /* Baselines: thresholds.max_regression_pct is checked when a run completes. The hooks get
+     * &app (its store is set here; no run can end before the pool exists). */
+    app.store = st;
+    pc.amend_verdict = compare_amend_verdict;
+    pc.hook_opaque = &app;
     pool = pool_new(st, &pc);
     if (pool == NULL) {
         lt_log("error", "start", "error=\"cannot start run threads\"");

@@ -34,6 +34,7 @@ EXPECTED_OPERATIONS = {
     ("GET", "/v1/runs/{id}/timeseries"): "getRunTimeseries",
     ("POST", "/v1/runs/{id}/cancel"): "cancelRun",
     # presets and baselines (issue #7)
+    ("GET", "/v1/runs/{id}/compare"): "compareRun",
     ("GET", "/v1/presets"): "listPresets",
     ("PUT", "/v1/presets/{name}"): "putPreset",
     ("GET", "/v1/presets/{name}"): "getPreset",
