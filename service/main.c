@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "compare.h"
 #include "config.h"
 #include "lt_allow.h"
 #include "http.h"
@@ -148,6 +149,11 @@ int main(int argc, char **argv)
     }
     explicit_bzero(cfg.slack_signing_secret, sizeof(cfg.slack_signing_secret));
     app.slack_secret = app.slack_secret_len ? slack_secret : NULL;
+    /* Baselines: thresholds.max_regression_pct is checked when a run completes. The hooks get
+     * &app (its store is set here; no run can end before the pool exists). */
+    app.store = st;
+    pc.amend_verdict = compare_amend_verdict;
+    pc.hook_opaque = &app;
     pool = pool_new(st, &pc);
     if (pool == NULL) {
         lt_log("error", "start", "error=\"cannot start run threads\"");

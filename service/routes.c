@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compare.h"
 #include "lt_allow.h"
 #include "notify.h"
 #include "presets.h"
@@ -645,6 +646,7 @@ const struct http_route routes_table[] = {
     {"DELETE", "/v1/runs/{id}", h_delete, AUTH_WRITE},
     {"GET", "/v1/runs/{id}/timeseries", h_timeseries, AUTH_READ},
     {"POST", "/v1/runs/{id}/cancel", h_cancel, AUTH_WRITE},
+    {"GET", "/v1/runs/{id}/compare", compare_h_runs, AUTH_READ},
     {"GET", "/v1/presets", presets_h_list, AUTH_READ},
     {"GET", "/v1/presets/{name}", presets_h_get, AUTH_READ},
     {"PUT", "/v1/presets/{name}", presets_h_put, AUTH_WRITE},

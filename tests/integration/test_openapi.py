@@ -34,6 +34,13 @@ EXPECTED_OPERATIONS = {
     ("DELETE", "/v1/runs/{id}"): "deleteRun",
     ("GET", "/v1/runs/{id}/timeseries"): "getRunTimeseries",
     ("POST", "/v1/runs/{id}/cancel"): "cancelRun",
+    # presets and baselines (issue #7)
+    ("GET", "/v1/runs/{id}/compare"): "compareRun",
+    ("GET", "/v1/presets"): "listPresets",
+    ("PUT", "/v1/presets/{name}"): "putPreset",
+    ("GET", "/v1/presets/{name}"): "getPreset",
+    ("DELETE", "/v1/presets/{name}"): "deletePreset",
+    ("POST", "/v1/presets/{name}/runs"): "createPresetRun",
 }
 
 # The example specs of /work/shared/API.md as JSON. Placeholders there ("..", "...",
