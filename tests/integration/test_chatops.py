@@ -221,8 +221,9 @@ def test_slack_not_configured_404():
         a = d.post("/v1/chatops/slack", raw_body=body, headers=sign(body))
         assert a.status == 404 and a.json["error"]["code"] == "not_found", a
         assert "slack-signing-secret" in a.json["error"]["message"], a
+        assert d.stop()[0] == 0
     finally:
-        d.stop()
+        d.kill()
 
 
 def test_slack_signature():
@@ -344,8 +345,9 @@ def test_secret_from_environment():
         a = slack(d, None, body=body, headers=sign(body, secret="other"))
         assert a.status == 401, a
         assert SECRET not in d.log_text()
+        assert d.stop()[0] == 0
     finally:
-        d.stop()
+        d.kill()
     # The secret itself is never a flag (it would show in ps).
     import subprocess
     p = subprocess.run([args.loadtestd, "--slack-signing-secret-value", SECRET],
@@ -382,7 +384,8 @@ def test_retry_after_and_shutdown():
 
 def test_secret_never_logged():
     d = ctx["d"]
-    d.stop()
+    rc, _ = d.stop()
+    assert rc == 0, "loadtestd exited %d (a sanitizer report?): %s" % (rc, d.log_text()[-3000:])
     log = d.log_text()
     assert "event=chatops slack=enabled" in log, log[-2000:]
     assert SECRET not in log, "the signing secret is in the log"
