@@ -407,6 +407,44 @@ def test_regression_threshold_fails_a_slower_run():
     assert doc["status"] == "passed", doc
 
 
+def test_other_kinds_baseline_threshold():
+    d, _ = shared()
+    gen = {"kind": "generate", "database": {"dsn": "postgresql://u:p@127.0.0.1:1/db"},
+           "rows": 10, "dim": 4, "thresholds": {"max_regression_pct": 20}}
+    assert put(d, "gen-thr", gen).status == 201
+    for thr, field in (({"max_regression_pct": 2000}, "/thresholds/max_regression_pct"),
+                       ({"p99_ms": 5}, "/thresholds/p99_ms"), (5, "/thresholds")):
+        a = put(d, "gen-thr", dict(gen, thresholds=thr))
+        assert a.status == 400 and a.json["error"]["field"] == field, (thr, a)
+    # A ratelimit preset run twice against a limiter that behaves: the first has no baseline,
+    # the second is compared on its realistic success ratio (100% both times: no regression).
+    bt = ltd.Target(ARGS, "bucket_target", extra=["--capacity", "10", "--refill-per-s", "5"])
+    try:
+        rl = {"kind": "ratelimit", "target": {"url": bt.base + "/v1/search"},
+              "burst": {"expect_limit": 10, "tolerance": 2},
+              "realistic": {"agents": 1, "requests_min": 2, "requests_max": 2, "window_s": 1,
+                            "wait_s": 3},
+              "thresholds": {"max_regression_pct": 10}}
+        assert put(d, "rl-thr", rl).status == 201
+        first = wait(d, start(d, "rl-thr").json["id"])
+        assert first["status"] == "passed", first
+        assert "no baseline yet" in first["verdict"]["summary"], first["verdict"]
+        # The first run's realistic requests took 2 tokens; give the bucket (5/s) time to refill
+        # (the tolerance covers it anyway).
+        time.sleep(1)
+        second = wait(d, start(d, "rl-thr").json["id"])
+        reg = [c for c in second["verdict"]["checks"]
+               if c["name"] == "regression_success_ratio_pct"]
+        assert len(reg) == 1 and reg[0]["pass"] is True and reg[0]["observed"] == 0, second
+        assert reg[0]["base"] == first["id"] and second["status"] == "passed", second
+        c = d.get("/v1/runs/%s/compare" % second["id"]).json
+        assert [m["name"] for m in c["metrics"]] == ["burst.accepted_before_first_429",
+                                                      "realistic.success_ratio"], c
+        assert c["metrics"][1]["run"] == 1 and c["regression"] is False, c
+    finally:
+        bt.stop()
+
+
 def test_preset_column_survives_restart():
     d, t = shared()
     assert put(d, "restart", capacity(t)).status == 201
@@ -429,7 +467,8 @@ if __name__ == "__main__":
              test_secrets_masked_everywhere, test_run_with_merge_overrides,
              test_invalid_overrides_name_the_field, test_idempotency_key_on_preset_runs,
              test_tokens, test_compare_by_id_and_last_passed, test_compare_errors,
-             test_regression_threshold_fails_a_slower_run, test_preset_column_survives_restart]
+             test_regression_threshold_fails_a_slower_run, test_other_kinds_baseline_threshold,
+             test_preset_column_survives_restart]
     try:
         rc = ltd.run_tests(tests)
     finally:
