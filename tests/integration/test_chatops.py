@@ -392,7 +392,44 @@ def test_secret_never_logged():
     assert SECRET[:16] not in log
 
 
+def test_webhook_refused_at_connect():
+    """rebind.test is allowed by name, so the POST passes, but it resolves to 169.254.169.254
+    (chatops_connect.sh maps it there inside a namespace with only loopback): the connect-time
+    check must refuse the connection, and the delivery must not be retried."""
+    d = ltd.Daemon(args, extra=["--allow-target", "127.0.0.1", "--allow-target",
+                                "rebind.test:80"])
+    try:
+        a = d.post("/v1/runs", capacity_spec(
+            notify={"webhook_url": "http://rebind.test/hook?key=s3cr3t-query"}))
+        assert a.status == 202, a
+        run_id = a.json["id"]
+        d.wait_status(run_id, ("passed", "failed", "error"), timeout=60)
+        deadline = time.time() + 20
+        while "reason=forbidden_target" not in d.log_text() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.5)  # a retry would have come after 1 s
+        lines = [ln for ln in d.log_text().splitlines() if "event=notify" in ln]
+        assert len(lines) == 1, lines
+        assert "reason=forbidden_target" in lines[0] and "attempt=1" in lines[0], lines
+        assert "target=http://rebind.test:80" in lines[0], lines
+        assert "s3cr3t" not in d.log_text()
+        assert d.stop()[0] == 0
+    finally:
+        d.kill()
+
+
+def connect_check():
+    """The part of this test that needs chatops_connect.sh's namespaces."""
+    ctx["target"] = ltd.Target(args, "latency_target")
+    try:
+        return ltd.run_tests([test_webhook_refused_at_connect])
+    finally:
+        ctx["target"].stop()
+
+
 def main():
+    if "--connect-check" in sys.argv:
+        return connect_check()
     ctx["target"] = ltd.Target(args, "latency_target")
     path = secret_file()
     ctx["d"] = ltd.Daemon(args, extra=["--slack-signing-secret", path])
