@@ -23,7 +23,8 @@
  *   delivery. A connection the allowlist refuses (checked after DNS resolution through
  *   net_guard) is never retried. One log line per attempt; the URL is logged as scheme://host:port
  *   only, since query strings and paths (Slack's hooks) carry credentials.
- * Shutdown: deliveries still pending get one last attempt each with a short timeout, within
+ * Shutdown: an attempt in progress is cut short (progress callback, `stop_now`) and requeued;
+ *   then deliveries still pending get one last attempt each with a short timeout, within
  *   NOTIFY_SHUTDOWN_MS in all; the rest are logged as dropped.
  */
 #define _GNU_SOURCE
@@ -31,6 +32,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,6 +333,7 @@ struct notifier {
     struct delivery *queue;
     int npending; /* on both lists */
     int stopping;
+    atomic_int stop_now; /* set by notifier_free: cuts an attempt in progress short */
 };
 
 /* Moves the watches of id to the queue, due now. Caller holds n->lock. Returns how many. */
@@ -445,7 +448,22 @@ struct attempt_io {
     struct delivery *d;
     int refused;      /* the allowlist said no at connect time */
     long retry_after; /* seconds from a Retry-After header, or -1 */
+    int last;         /* the shutdown's last attempt: not cut short */
 };
+
+/* libcurl's progress callback: a normal attempt stops as soon as the daemon is shutting down,
+ * so a receiver that never answers cannot hold SIGTERM up for the full timeout. */
+static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    struct attempt_io *io = opaque;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+
+    return !io->last && atomic_load(&io->n->stop_now);
+}
 
 static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
@@ -508,7 +526,7 @@ static unsigned status_event(enum run_status s)
 static long attempt(struct notifier *n, struct delivery *d, long timeout_ms, int last)
 {
     struct run_record r;
-    struct attempt_io io = {.n = n, .d = d, .refused = 0, .retry_after = -1};
+    struct attempt_io io = {.n = n, .d = d, .refused = 0, .retry_after = -1, .last = last};
     struct curl_slist *hdrs = NULL;
     char *body = NULL;
     json_t *msg = NULL;
@@ -570,6 +588,9 @@ static long attempt(struct notifier *n, struct delivery *d, long timeout_ms, int
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)&io);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)&io);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
@@ -603,6 +624,14 @@ static long attempt(struct notifier *n, struct delivery *d, long timeout_ms, int
                "outcome=failed reason=refused_by_receiver",
                d->id, d->t.origin, d->safe, d->attempts, code);
         wait = 0;
+        goto out;
+    }
+    if (cc == CURLE_ABORTED_BY_CALLBACK) {
+        /* Cut short by shutdown: requeued for the shutdown's last attempt. */
+        lt_log("info", "notify",
+               "run=%s via=%s target=%s attempt=%d outcome=interrupted reason=shutting_down", d->id,
+               d->t.origin, d->safe, d->attempts);
+        wait = 1;
         goto out;
     }
     outcome = cc == CURLE_OK ? "http_error" : curl_easy_strerror(cc);
@@ -763,6 +792,7 @@ void notifier_free(struct notifier *n)
 {
     if (n == NULL)
         return;
+    atomic_store(&n->stop_now, 1);
     pthread_mutex_lock(&n->lock);
     n->stopping = 1;
     pthread_cond_signal(&n->wake);

@@ -45,6 +45,9 @@ class Receiver:
                     outer.got.append({"path": self.path, "headers": dict(self.headers),
                                       "body": body, "answered": status})
                     outer.cond.notify_all()
+                if status == "hang":
+                    time.sleep(30)  # never answers in time
+                    status = 200
                 self.send_response(status)
                 if status in (429, 503):
                     self.send_header("Retry-After", "100")
@@ -382,6 +385,24 @@ def test_retry_after_and_shutdown():
         rx.stop()
 
 
+def test_hanging_receiver_does_not_hold_up_shutdown():
+    """A receiver that never answers: SIGTERM cuts the attempt in progress short (instead of
+    waiting out its 10 s timeout), the last attempt is bounded, and the daemon exits 0."""
+    rx = Receiver(plan=["hang", "hang"])
+    d = ltd.Daemon(args)
+    try:
+        a = d.post("/v1/runs", capacity_spec(notify={"webhook_url": rx.base + "/slow"}))
+        assert a.status == 202, a
+        rx.wait_for(1, timeout=60)
+        rc, took = d.stop()
+        assert rc == 0 and took < 6, (rc, took)
+        lines = [ln for ln in d.log_text().splitlines() if "event=notify" in ln]
+        assert any("gave_up=1" in ln or "outcome=dropped" in ln for ln in lines), lines
+    finally:
+        d.kill()
+        rx.stop()
+
+
 def test_secret_never_logged():
     d = ctx["d"]
     rc, _ = d.stop()
@@ -445,6 +466,7 @@ def main():
             test_slack_run_posts_verdict_to_response_url,
             test_secret_from_environment,
             test_retry_after_and_shutdown,
+            test_hanging_receiver_does_not_hold_up_shutdown,
             test_secret_never_logged,
         ])
     finally:
