@@ -3,7 +3,8 @@
  * left behind as interrupted), starts the run pool and the HTTP server, then waits for a signal.
  *
  * Threads: main (this file: start-up, then sigwait for SIGTERM/SIGINT, then shutdown), the
- * HTTP threads (http.c), the run threads (pool.c) and each runner's own workers. Signals are
+ * HTTP threads (http.c), the run threads (pool.c) and each runner's own workers, and the
+ * notifier (notify.c: completion webhooks, fed by the pool's on_finished hook). Signals are
  * blocked in every thread and taken synchronously by main with sigwait, so no handler runs in
  * an arbitrary thread.
  */
@@ -15,11 +16,14 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "compare.h"
 #include "config.h"
 #include "lt_allow.h"
 #include "http.h"
+#include "notify.h"
 #include "pool.h"
 #include "routes.h"
+#include "slack.h"
 #include "store.h"
 
 extern char **environ;
@@ -30,6 +34,14 @@ static int is_loopback(const char *host)
            strcmp(host, "localhost") == 0;
 }
 
+/* The pool's on_finished hook: opaque is the app. */
+static void on_run_finished(void *opaque, const char *id)
+{
+    struct app *a = opaque;
+
+    notifier_on_finished(a->notifier, id);
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -38,6 +50,8 @@ int main(int argc, char **argv)
     struct http_server *http = NULL;
     struct auth *auth = NULL;
     struct lt_allow *allow = NULL;
+    struct notifier *notifier = NULL;
+    static char slack_secret[SLACK_SECRET_MAX + 1];
     struct app app;
     char host[128];
     char errbuf[512];
@@ -116,6 +130,30 @@ int main(int argc, char **argv)
     struct pool_config pc = {.max_concurrent = cfg.max_concurrent_runs,
                              .max_queued = cfg.max_queued_runs,
                              .runner = {.worker_threads = cfg.worker_threads, .allow = allow}};
+    memset(&app, 0, sizeof(app));
+    /* chat-ops and webhooks: the notifier thread, the run-end hook, the Slack signing secret */
+    notifier = notifier_new(st, allow);
+    if (notifier == NULL) {
+        lt_log("error", "start", "error=\"cannot start the notifier thread\"");
+        goto out;
+    }
+    app.notifier = notifier;
+    pc.on_finished = on_run_finished;
+    pc.hook_opaque = &app;
+    if (slack_secret_load(cfg.slack_signing_secret_file, cfg.slack_signing_secret, slack_secret,
+                          sizeof(slack_secret), &app.slack_secret_len, errbuf,
+                          sizeof(errbuf)) != 0) {
+        lt_log("error", "start", "error=\"%s\"", errbuf);
+        rc = 2;
+        goto out;
+    }
+    explicit_bzero(cfg.slack_signing_secret, sizeof(cfg.slack_signing_secret));
+    app.slack_secret = app.slack_secret_len ? slack_secret : NULL;
+    /* Baselines: thresholds.max_regression_pct is checked when a run completes. The hooks get
+     * &app (its store is set here; no run can end before the pool exists). */
+    app.store = st;
+    pc.amend_verdict = compare_amend_verdict;
+    pc.hook_opaque = &app;
     pool = pool_new(st, &pc);
     if (pool == NULL) {
         lt_log("error", "start", "error=\"cannot start run threads\"");
@@ -137,6 +175,8 @@ int main(int argc, char **argv)
            host, bound, cfg.db, LT_VERSION, cfg.max_concurrent_runs, cfg.max_queued_runs,
            auth ? "bearer" : "none(loopback-only)", auth_count(auth),
            cfg.allow_targets[0] ? cfg.allow_targets : "127.0.0.0/8,::1,localhost");
+    lt_log("info", "chatops", "slack=%s",
+           app.slack_secret ? "enabled" : "disabled(no --slack-signing-secret)");
 
     for (;;) {
         if (sigwait(&sigs, &sig) != 0)
@@ -148,9 +188,11 @@ int main(int argc, char **argv)
     lt_log("info", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
     rc = 0;
 out:
-    http_quiesce(http); /* no new connections */
-    pool_free(pool);    /* cancel runs; their partial results are stored */
-    http_stop(http);    /* requests in progress complete */
+    http_quiesce(http);      /* no new connections */
+    pool_free(pool);         /* cancel runs; their partial results are stored */
+    http_stop(http);         /* requests in progress complete */
+    notifier_free(notifier); /* after both: runs and requests may still queue deliveries */
+    explicit_bzero(slack_secret, sizeof(slack_secret));
     store_free(st);
     lt_allow_free(allow);
     auth_free(auth);
