@@ -67,6 +67,7 @@ class Daemon:
         self.db = db or os.path.join(self.tmp, "loadtestd.db")
         self.log_path = os.path.join(self.tmp, "stderr.log")
         self.check_schema = check_schema
+        self.conn = None
         cmd = [args.loadtestd, "--listen", "127.0.0.1:0", "--db", self.db] + list(extra)
         self.log = open(self.log_path, "wb")
         full_env = dict(os.environ)

@@ -1,9 +1,13 @@
-"""Crash durability: SIGKILL the daemon at random moments, again and again, on one database,
-while a client keeps submitting short capacity runs and reading their time series. After each
-restart: every run that was answered 202 exists; none is still queued or running (the restart
-marked them interrupted) unless this daemon started it; every per-second point a GET showed before
-the kill is still there with the same values (points are committed before they are shown); the
-daemon serves and accepts runs. The RNG seed is printed; LTD_SEED=<n> repeats a sequence."""
+"""Crash durability and stopping under load.
+
+SIGKILL at random moments, again and again, on one database, while a client keeps submitting
+short capacity runs and reading their time series. After each restart: every run that was
+answered 202 exists; none is still queued or running (the restart marked them interrupted); every
+per-second point a GET showed before the kill is still there with the same values (points are
+committed before they are shown); the daemon serves and accepts runs. The RNG seed is printed;
+LTD_SEED=<n> repeats a sequence.
+
+SIGTERM during heavy load: exit within 5 s, every run cancelled with what it measured."""
 
 import http.client
 import os
@@ -107,5 +111,56 @@ def test_random_sigkill_keeps_accepted_runs_and_points():
         t.stop()
 
 
+def test_sigterm_under_heavy_load():
+    """Three capacity runs at 1,000 req/s each, one more whose every request hangs (in flight
+    when the signal comes), one queued: SIGTERM -> exit 0 within 5 s; at the next start every
+    run is cancelled, the running ones with their partial result and every point shown before."""
+    t = ltd.Target(ARGS, "latency_target")
+    d = ltd.Daemon(ARGS, extra=["--max-concurrent-runs", "4", "--max-queued-runs", "10"])
+    try:
+        running = []
+        for i in range(3):
+            a = d.post("/v1/runs", ltd.capacity_spec(t.base + "/fixed?ms=5", duration=60,
+                                                     users=50, rate=20, name="heavy%d" % i))
+            assert a.status == 202, a
+            running.append(a.json["id"])
+        a = d.post("/v1/runs", ltd.capacity_spec(t.base + "/hang", duration=60, users=20,
+                                                 rate=5, timeout_ms=60000, name="hanging"))
+        running.append(a.json["id"])
+        queued = d.post("/v1/runs", ltd.capacity_spec(t.base + "/fixed?ms=1")).json["id"]
+        seen = {}
+        for run_id in running:
+            d.wait_status(run_id, {"running"})
+        for run_id in running:
+            seen[run_id] = d.wait_points(run_id, 2, timeout=20)
+        rc, took = d.stop(signal.SIGTERM, timeout=15)
+        print("SIGTERM with 4 runs at ~3,000 req/s + 100 hanging requests: exit %d in %.2fs"
+              % (rc, took), flush=True)
+        assert rc == 0, rc
+        assert took < 5, "took %.2fs to exit" % took
+        d2 = ltd.Daemon(ARGS, db=d.db)
+        try:
+            for run_id in running:
+                doc = d2.get("/v1/runs/" + run_id).json
+                assert doc["status"] == "cancelled", doc
+                res = doc["result"]
+                assert res is not None and res["complete"] is False, doc
+                if run_id == running[-1]:  # every request hung: none completed, all in flight
+                    assert any("in flight" in n for n in res["notes"]), res["notes"]
+                else:
+                    assert res["requests"] > 0 and res["status_codes"].get("200", 0) > 0, res
+                after = {p["t"]: p for p in d2.points(run_id)}
+                for p in seen[run_id]:
+                    assert after.get(p["t"]) == p, (run_id, p, after.get(p["t"]))
+            assert d2.get("/v1/runs/" + queued).json["status"] == "cancelled"
+            assert "interrupted_runs" not in d2.log_text()
+        finally:
+            d2.stop()
+    finally:
+        d.kill()
+        t.stop()
+
+
 if __name__ == "__main__":
-    sys.exit(ltd.run_tests([test_random_sigkill_keeps_accepted_runs_and_points]))
+    sys.exit(ltd.run_tests([test_random_sigkill_keeps_accepted_runs_and_points,
+                            test_sigterm_under_heavy_load]))
