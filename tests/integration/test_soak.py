@@ -3,7 +3,8 @@ connection) poll GET /v1/runs, /v1/runs/{id} and /v1/runs/{id}/timeseries for 60
 capacity runs execute against latency_target.
 
 Asserted:
-- zero 5xx answers and zero connection errors (every answer a 2xx/304 with a JSON body);
+- zero 5xx answers and zero connection errors (every answer a 200 with a JSON body, a 304, or
+  a 429 should the API be rate-limited; at least 90 % are 200);
 - the daemon's RSS flat: sampled every 2 s (VmRSS); after a 15 s warm-up it grows by less than
   RSS_BOUND (max of 8 MiB and 20 % of the warm RSS);
 - the capacity runs not disturbed beyond a generous bound: the same two runs measured just before,
@@ -70,7 +71,8 @@ class Client(threading.Thread):
                 body = a.read()
                 self.requests += 1
                 self.counts[a.status] = self.counts.get(a.status, 0) + 1
-                if a.status >= 500 or a.status not in (200, 304):
+                # 429: an API rate limit, if the daemon has one, is not a failure; counted.
+                if a.status not in (200, 304, 429):
                     self.failures.append("%s -> %d %r" % (path, a.status, body[:200]))
                 elif a.status == 200:
                     json.loads(body)
@@ -117,6 +119,7 @@ def test_soak_200_clients():
         print("API: %d requests in %ds by %d clients (%.0f/s), statuses %r, %d failures"
               % (total, SOAK_S, CLIENTS, total / SOAK_S, counts, len(failures)), flush=True)
         assert not failures, failures[:10]
+        assert counts.get(200, 0) >= 0.9 * total, "mostly not 200: %r" % counts
         assert total >= CLIENTS * 10, "the clients hardly ran: %d requests" % total
         # RSS flat after the warm-up.
         warm = [kib for (s, kib) in rss if s >= WARMUP_S]
