@@ -22,6 +22,9 @@
  *   admission are one step.
  * Counters: `tot_*` (requests, errors, rows per kind, for GET /metrics) are atomics added to by
  *   the run threads as points arrive and read without a lock.
+ * Store failures: when the store cannot write (disk full, locked), a run thread retries its run's
+ *   start and final status until it can (update_retrying), so no run is left showing queued or
+ *   running while the daemon lives; once the pool is stopping it gives up after a few attempts.
  * Shutdown (pool_free): stopping is set, queued jobs end cancelled, running jobs get their cancel
  *   flag raised; run threads finish their job (runners stop within a second) and exit.
  */
