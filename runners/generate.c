@@ -1460,8 +1460,10 @@ static int pin_hosts(struct gen_run *r, const struct dsn_hosts *h, struct pinned
                 pin_add(p, h->host[k], "", h->port[k]);
             continue;
         }
-        name_allowed =
-            h->host[k][0] && !h->addr[k][0] && lt_allow_name_matched(allow, h->host[k], h->port[k]);
+        /* Kept as it is (not as a truth value): "localhost" may reach loopback only. */
+        name_allowed = h->host[k][0] && !h->addr[k][0]
+                           ? lt_allow_name_matched(allow, h->host[k], h->port[k])
+                           : 0;
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;

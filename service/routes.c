@@ -325,6 +325,10 @@ lt_status routes_submit_run_from(struct app *app, const char *preset, const char
         st = lt_error_set(err, st, NULL,
                           "the run queue is full; wait for runs to finish or cancel some, then "
                           "retry");
+    else if (st == LT_ERR_UNAVAILABLE)
+        st = lt_error_set(err, st, NULL,
+                          "the run could not be stored: the database cannot be written (disk "
+                          "full, read-only or locked) or the daemon is stopping; retry later");
     else if (st != LT_OK)
         st = lt_error_set(err, st, NULL, "the run could not be stored: %s", lt_status_code(st));
     else if (watch)
