@@ -122,8 +122,8 @@ static const struct opt_def opt_defs[] = {
      "runs per request, 1-1000 (default 100); next_cursor is\n"
      "followed until --limit runs are listed"},
     {O_MAX_REGRESSION, "max-regression-pct", 0, "PCT", C_COMPARE,
-     "exit 1 when ID's p99 latency is more than PCT % above BASE's\n"
-     "(default 10)"},
+     "a metric regressed when it is more than PCT % (0-1000) worse than\n"
+     "BASE's (default: ID's thresholds.max_regression_pct, else 10)"},
     {O_JSON, "json", 'j', NULL, C_RUN | C_STATUS | C_LIST | C_CANCEL | C_COMPARE,
      "print JSON on stdout instead, and nothing else there\n"
      "(run, status, cancel: the run document)"},
@@ -884,34 +884,50 @@ out:
 
 static int cmd_compare(struct cli *cli)
 {
-    struct client_resp run = {0}, base = {0};
-    char err[512];
+    struct client_resp resp = {0};
+    struct client_req req = {.method = "GET"};
+    char err[512], path[768], query[320], esc[256], what[320];
     int rc;
 
     if (cli->npos != 2) {
-        fail("compare needs two run IDs: ID BASE; see loadtest compare --help");
+        fail("compare needs a run ID and a BASE (a run ID or last_passed); see loadtest compare "
+             "--help");
         return EXIT_USAGE;
     }
+    if (client_escape(cli->pos[1], esc, sizeof(esc)) != 0) {
+        fail("BASE '%.40s...' is too long", cli->pos[1]);
+        return EXIT_USAGE;
+    }
+    snprintf(query, sizeof(query), "/compare?base=%s", esc);
+    if (cli->max_regression_pct >= 0) {
+        size_t n = strlen(query);
+        snprintf(query + n, sizeof(query) - n, "&max_regression_pct=%.10g",
+                 cli->max_regression_pct);
+    }
+    if (run_path(cli->pos[0], query, path, sizeof(path)) != 0)
+        return EXIT_USAGE;
     if (make_client(cli) != 0)
         return EXIT_USAGE;
-    rc = get_run(cli, cli->pos[0], &run);
-    if (rc == 0)
-        rc = get_run(cli, cli->pos[1], &base);
-    if (rc != 0)
+    /* The daemon compares (GET /v1/runs/{id}/compare): the same numbers as the verdict's
+     * regression check and the dashboard. */
+    req.path = path;
+    snprintf(what, sizeof(what), "cannot compare run %.64s with %.64s", cli->pos[0], cli->pos[1]);
+    if (client_send_retry(cli->client, &req, GET_RETRIES, &resp) != 0 || resp.status != 200) {
+        rc = request_failed(cli, &resp, what);
         goto out;
-    for (int i = 0; i < 2; i++) {
-        const json_t *doc = i ? base.json : run.json;
-        const char *st = json_string_value(json_object_get(doc, "status"));
-        if (st && strcmp(st, "passed") != 0 && strcmp(st, "failed") != 0)
-            fail("warning: run %s is %s; its result is partial", cli->pos[i], st);
     }
-    rc = report_compare(stdout, run.json, base.json, cli->max_regression_pct, cli->json, err,
-                        sizeof(err));
+    for (int i = 0; i < 2; i++) {
+        const json_t *ref = json_object_get(resp.json, i ? "base" : "run");
+        const char *st = json_string_value(json_object_get(ref, "status"));
+        if (st && strcmp(st, "passed") != 0 && strcmp(st, "failed") != 0)
+            fail("warning: run %s is %s; its result is partial",
+                 json_string_value(json_object_get(ref, "id")), st);
+    }
+    rc = report_compare(stdout, resp.json, cli->json, err, sizeof(err));
     if (rc == EXIT_USAGE)
         fail("cannot compare: %s", err);
 out:
-    client_resp_clear(&base);
-    client_resp_clear(&run);
+    client_resp_clear(&resp);
     return rc;
 }
 
@@ -941,8 +957,9 @@ static const char exits_cancel[] =
     "3 usage error, unknown run ID or daemon unreachable.\n";
 
 static const char exits_compare[] =
-    "Exit status: 0 no p99 regression beyond --max-regression-pct, 1 regression,\n"
-    "3 usage error, unknown run, not capacity runs, no result, or daemon unreachable.\n";
+    "Exit status: 0 no metric regressed beyond --max-regression-pct, 1 regression,\n"
+    "3 usage error, unknown run or no last passed run, runs of different kinds or\n"
+    "without a result, or daemon unreachable.\n";
 
 static const struct command commands[] = {
     {"run", C_RUN, cmd_run,
@@ -964,9 +981,12 @@ static const struct command commands[] = {
      "Asks the daemon to stop a queued or running run; it ends `cancelled` keeping what it\n"
      "measured so far.",
      exits_cancel},
-    {"compare", C_COMPARE, cmd_compare, "loadtest compare ID BASE [options]",
-     "Compares two capacity runs: requests, achieved_rps, error_rate and latency\n"
-     "p50/p95/p99/max of ID against BASE, with absolute and percent change.",
+    {"compare", C_COMPARE, cmd_compare, "loadtest compare ID BASE|last_passed [options]",
+     "Compares run ID with run BASE, or with the last passed run of the same preset (or\n"
+     "name) for last_passed, through the daemon (GET /v1/runs/ID/compare): per-metric\n"
+     "values, absolute and percent change (capacity: latency p50/p95/p99/max, service\n"
+     "time p99, achieved_rps, error_rate; ratelimit and generate: their own). A regressed\n"
+     "metric is marked \"!\"; the last line is the verdict.",
      exits_compare},
 };
 
@@ -1009,7 +1029,7 @@ static void usage_main(FILE *out)
                  "  status ID           show a run (--wait: follow it until it ends)\n"
                  "  list                list runs\n"
                  "  cancel ID           cancel a run\n"
-                 "  compare ID BASE     compare two capacity runs\n\n"
+                 "  compare ID BASE     compare a run with a base run (or last_passed)\n\n"
                  "Options:\n");
     print_options(out, C_NONE);
     fprintf(out,
@@ -1106,6 +1126,10 @@ static int apply_opt(struct cli *cli, const struct opt_def *o, const char *val)
     case O_MAX_REGRESSION:
         if (parse_double(o->lng, val, 0, &cli->max_regression_pct) != 0)
             return -1;
+        if (cli->max_regression_pct > 1000) {
+            fail("--%s wants a number from 0 to 1000, not '%s'", o->lng, val);
+            return -1;
+        }
         break;
     case O_LIMIT:
     case O_PAGE_SIZE: {
@@ -1229,7 +1253,7 @@ int main(int argc, char **argv)
     int rc;
 
     memset(&cli, 0, sizeof(cli));
-    cli.max_regression_pct = 10;
+    cli.max_regression_pct = -1; /* not given: the daemon's default */
     cli.sets = calloc((size_t)argc + 1, sizeof(char *));
     if (cli.sets == NULL) {
         fail("out of memory");

@@ -411,18 +411,6 @@ void report_list(FILE *out, const json_t *runs)
 
 /* ---------------------------------------------------------------- compare */
 
-struct metric {
-    const char *label; /* as printed and as the JSON key */
-    const char *a, *b; /* path inside result */
-};
-
-static const struct metric metrics[] = {
-    {"requests", "requests", NULL},          {"achieved_rps", "achieved_rps", NULL},
-    {"error_rate", "error_rate", NULL},      {"latency_p50_ms", "latency_ms", "p50"},
-    {"latency_p95_ms", "latency_ms", "p95"}, {"latency_p99_ms", "latency_ms", "p99"},
-    {"latency_max_ms", "latency_ms", "max"},
-};
-
 static void fmt_num(double v, int sign, char *out, size_t outlen)
 {
     if (v == floor(v) && fabs(v) < 1e15)
@@ -431,134 +419,82 @@ static void fmt_num(double v, int sign, char *out, size_t outlen)
         snprintf(out, outlen, sign ? "%+.6g" : "%.6g", v);
 }
 
-static const char *run_label(const json_t *doc, char *out, size_t outlen)
+static const char *run_label(const json_t *ref, char *out, size_t outlen)
 {
-    char id[64], name[160];
+    char id[64], name[160], preset[96];
 
-    report_value(json_object_get(doc, "id"), id, sizeof(id));
-    report_value(json_object_get(doc, "name"), name, sizeof(name));
+    report_value(json_object_get(ref, "id"), id, sizeof(id));
+    report_value(json_object_get(ref, "name"), name, sizeof(name));
+    report_value(json_object_get(ref, "preset"), preset, sizeof(preset));
     if (strcmp(name, "-") == 0)
         snprintf(out, outlen, "%s", id);
-    else
+    else if (strcmp(preset, "-") == 0)
         snprintf(out, outlen, "%s (%s)", id, name);
+    else
+        snprintf(out, outlen, "%s (%s, preset %s)", id, name, preset);
     return out;
 }
 
-static int comparable(const json_t *doc, char *err, size_t errlen)
+static void cell_num(const json_t *v, int sign, char *out, size_t outlen)
 {
-    const char *kind = json_string_value(json_object_get(doc, "kind"));
-    char id[64];
-
-    report_value(json_object_get(doc, "id"), id, sizeof(id));
-    if (kind == NULL || strcmp(kind, "capacity") != 0) {
-        snprintf(err, errlen, "run %s is a %s run; compare needs two capacity runs", id,
-                 kind ? kind : "?");
-        return 0;
-    }
-    if (!json_is_object(json_object_get(doc, "result"))) {
-        snprintf(err, errlen, "run %s has no result yet", id);
-        return 0;
-    }
-    return 1;
+    if (json_is_number(v))
+        fmt_num(json_number_value(v), sign, out, outlen);
+    else
+        snprintf(out, outlen, "-");
 }
 
-int report_compare(FILE *out, const json_t *run, const json_t *base, double max_pct, int as_json,
-                   char *err, size_t errlen)
+int report_compare(FILE *out, const json_t *doc, int as_json, char *err, size_t errlen)
 {
-    const json_t *rr = json_object_get(run, "result"), *br = json_object_get(base, "result");
-    const json_t *p_run, *p_base;
-    double pr, pb, worse_pct;
-    int regression, rc = EXIT_USAGE;
-    json_t *doc = NULL, *mj = NULL;
+    const json_t *metrics = json_object_get(doc, "metrics");
+    const json_t *m;
+    const char *summary = json_string_value(json_object_get(doc, "summary"));
+    int regression = json_is_true(json_object_get(doc, "regression"));
     struct table t;
-    char l1[256], l2[256];
+    char l1[400], l2[400], line[600];
+    size_t i;
 
+    if (!json_is_array(metrics) || summary == NULL ||
+        !json_is_boolean(json_object_get(doc, "regression"))) {
+        snprintf(err, errlen, "the daemon's answer is not a comparison");
+        return EXIT_USAGE;
+    }
+    if (as_json) {
+        json_dumpf(doc, out, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        fputc('\n', out);
+        return regression ? EXIT_FAILED : EXIT_PASSED;
+    }
     table_init(&t, 5);
-    if (!comparable(run, err, errlen) || !comparable(base, err, errlen))
-        return EXIT_USAGE;
-    p_run = path_get(rr, "latency_ms", "p99", NULL);
-    p_base = path_get(br, "latency_ms", "p99", NULL);
-    if (!json_is_number(p_run) || !json_is_number(p_base)) {
-        snprintf(err, errlen, "run %s has no p99 latency (no request completed?)",
-                 json_string_value(json_object_get(json_is_number(p_run) ? base : run, "id")));
-        return EXIT_USAGE;
-    }
-    pr = json_number_value(p_run);
-    pb = json_number_value(p_base);
-    worse_pct = pb > 0 ? (pr - pb) / pb * 100.0 : (pr > pb ? INFINITY : 0.0);
-    regression = worse_pct > max_pct;
-
-    doc = json_object();
-    mj = json_object();
-    if (doc == NULL || mj == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
     {
         const char *head[] = {"METRIC", "BASE", "RUN", "CHANGE", "CHANGE%"};
         table_add(&t, head);
         t.right[1] = t.right[2] = t.right[3] = t.right[4] = 1;
     }
-    for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
-        const json_t *vr = path_get(rr, metrics[i].a, metrics[i].b, NULL);
-        const json_t *vb = path_get(br, metrics[i].a, metrics[i].b, NULL);
-        char sb[64] = "-", sr[64] = "-", sd[64] = "-", sp[64] = "-";
-        const char *row[5] = {metrics[i].label, sb, sr, sd, sp};
-        json_t *m = json_object();
+    json_array_foreach(metrics, i, m)
+    {
+        char name[96], sb[64], sr[64], sd[64], sp[64] = "-";
+        const json_t *pct = json_object_get(m, "delta_pct");
+        const char *row[5] = {name, sb, sr, sd, sp};
 
-        if (m == NULL || json_object_set_new(mj, metrics[i].label, m) != 0) {
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-        json_object_set_new(m, "base",
-                            json_is_number(vb) ? json_real(json_number_value(vb)) : json_null());
-        json_object_set_new(m, "run",
-                            json_is_number(vr) ? json_real(json_number_value(vr)) : json_null());
-        if (json_is_number(vb))
-            fmt_num(json_number_value(vb), 0, sb, sizeof(sb));
-        if (json_is_number(vr))
-            fmt_num(json_number_value(vr), 0, sr, sizeof(sr));
-        if (json_is_number(vb) && json_is_number(vr)) {
-            double b = json_number_value(vb), r = json_number_value(vr);
-            fmt_num(r - b, 1, sd, sizeof(sd));
-            json_object_set_new(m, "change", json_real(r - b));
-            if (b != 0) {
-                snprintf(sp, sizeof(sp), "%+.1f%%", (r - b) / b * 100.0);
-                json_object_set_new(m, "change_pct", json_real((r - b) / b * 100.0));
-            } else {
-                snprintf(sp, sizeof(sp), r == 0 ? "+0.0%%" : "n/a");
-                json_object_set_new(m, "change_pct", r == 0 ? json_real(0) : json_null());
-            }
-        } else {
-            json_object_set_new(m, "change", json_null());
-            json_object_set_new(m, "change_pct", json_null());
-        }
+        report_value(json_object_get(m, "name"), name, sizeof(name));
+        if (json_is_true(json_object_get(m, "regressed")) && strlen(name) + 2 < sizeof(name))
+            strcat(name, " !");
+        cell_num(json_object_get(m, "base"), 0, sb, sizeof(sb));
+        cell_num(json_object_get(m, "run"), 0, sr, sizeof(sr));
+        cell_num(json_object_get(m, "delta"), 1, sd, sizeof(sd));
+        if (json_is_number(pct))
+            snprintf(sp, sizeof(sp), "%+.1f%%", json_number_value(pct));
+        else if (json_is_number(json_object_get(m, "delta")))
+            snprintf(sp, sizeof(sp), "%s",
+                     json_number_value(json_object_get(m, "delta")) == 0 ? "+0.0%" : "n/a");
         table_add(&t, row);
     }
-    if (as_json) {
-        json_object_set_new(doc, "run", json_deep_copy(json_object_get(run, "id")));
-        json_object_set_new(doc, "base", json_deep_copy(json_object_get(base, "id")));
-        json_object_set_new(doc, "max_regression_pct", json_real(max_pct));
-        json_object_set_new(doc, "p99_change_pct",
-                            isfinite(worse_pct) ? json_real(worse_pct) : json_null());
-        json_object_set_new(doc, "regression", json_boolean(regression));
-        json_object_set(doc, "metrics", mj);
-        json_dumpf(doc, out, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        fputc('\n', out);
-    } else {
-        fprintf(out, "run  %s\nbase %s\n\n", run_label(run, l1, sizeof(l1)),
-                run_label(base, l2, sizeof(l2)));
-        table_print(&t, out);
-        if (isfinite(worse_pct))
-            fprintf(out, "\np99 latency changed %+.1f%% (limit +%.1f%%): %s\n", worse_pct, max_pct,
-                    regression ? "REGRESSION" : "ok");
-        else
-            fprintf(out, "\np99 latency rose from 0 (limit +%.1f%%): REGRESSION\n", max_pct);
-    }
-    rc = regression ? EXIT_FAILED : EXIT_PASSED;
-out:
+    fprintf(out, "run  %s\nbase %s\n\n", run_label(json_object_get(doc, "run"), l1, sizeof(l1)),
+            run_label(json_object_get(doc, "base"), l2, sizeof(l2)));
+    table_print(&t, out);
     table_free(&t);
-    json_decref(mj);
-    json_decref(doc);
-    return rc;
+    report_sanitize(summary, line, sizeof(line));
+    /* "!" marks a regressed metric; the last line is the verdict ("ok: ..." or
+     * "REGRESSION ..."). */
+    fprintf(out, "\n%s%s\n", regression ? "" : "ok: ", line);
+    return regression ? EXIT_FAILED : EXIT_PASSED;
 }

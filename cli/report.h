@@ -46,10 +46,10 @@ void report_run(FILE *out, const json_t *doc);
 /* Prints run summaries (a JSON array, borrowed) as a table. */
 void report_list(FILE *out, const json_t *runs);
 
-/* Compares two capacity run documents (borrowed): prints per-metric deltas as a table, or as
- * JSON when as_json. Returns EXIT_PASSED, EXIT_FAILED when run's p99 is more than max_pct
- * percent worse than base's, or EXIT_USAGE with a message in err when they cannot be compared. */
-int report_compare(FILE *out, const json_t *run, const json_t *base, double max_pct, int as_json,
-                   char *err, size_t errlen);
+/* Prints the comparison document of GET /v1/runs/{id}/compare (borrowed): per-metric deltas as
+ * a table and the daemon's summary, or the document as JSON when as_json. Returns EXIT_PASSED,
+ * EXIT_FAILED when the daemon found a regression, or EXIT_USAGE with a message in err when doc
+ * is not a comparison. */
+int report_compare(FILE *out, const json_t *doc, int as_json, char *err, size_t errlen);
 
 #endif

@@ -358,6 +358,8 @@ static int ipv6_always_denied(const unsigned char *addr)
            memcmp(addr, unspec, 16) == 0;
 }
 
+static const unsigned char loopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+
 /* The address rules shared by both checks. */
 static int addr_allowed(const struct lt_allow *a, int family, const unsigned char *addr, int port,
                         int name_allowed)
@@ -372,7 +374,9 @@ static int addr_allowed(const struct lt_allow *a, int family, const unsigned cha
         return 0;
     if (family == AF_INET6 && ipv6_always_denied(addr))
         return 0;
-    return name_allowed;
+    if (name_allowed == LT_ALLOW_NAME_LOOPBACK) /* "localhost" reaches loopback only */
+        return family == AF_INET ? addr[0] == 127 : memcmp(addr, loopback6, 16) == 0;
+    return name_allowed != 0;
 }
 
 int lt_allow_name_matched(const struct lt_allow *a, const char *host, int port)
@@ -387,8 +391,13 @@ int lt_allow_name_matched(const struct lt_allow *a, const char *host, int port)
     if (n > 1 && lname[n - 1] == '.') /* "localhost." is "localhost" */
         lname[n - 1] = '\0';
     for (size_t i = 0; i < a->n; i++) {
-        if (name_covers(&a->e[i], lname, port))
-            return 1;
+        if (!name_covers(&a->e[i], lname, port))
+            continue;
+        n = strlen(lname);
+        if (strcmp(lname, "localhost") == 0 ||
+            (n > 10 && strcmp(lname + n - 10, ".localhost") == 0))
+            return LT_ALLOW_NAME_LOOPBACK;
+        return 1;
     }
     return 0;
 }

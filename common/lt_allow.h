@@ -56,12 +56,20 @@ const char *lt_allow_entry(const struct lt_allow *a, size_t i);
  * by some entry. */
 int lt_allow_host(const struct lt_allow *a, const char *host, int port);
 
-/* Connect-time check of a resolved address. name_allowed is 1 when the URL's host name itself
- * matched a name entry (then any address but the always-denied ones is fine); otherwise the
- * address must be covered by an address entry. Returns 1 when the connection may proceed. */
+/* Connect-time check of a resolved address. name_allowed is lt_allow_name_matched's answer for
+ * the URL's host name: 1 (a name entry matched: any address but the always-denied ones is fine),
+ * LT_ALLOW_NAME_LOOPBACK (only loopback addresses), 0 (the address must be covered by an address
+ * entry). An address entry covering the address allows it in every case. Returns 1 when the
+ * connection may proceed. */
 int lt_allow_addr(const struct lt_allow *a, const struct sockaddr *sa, int name_allowed);
 
-/* 1 when host matched a name entry (not an address entry) at port. */
+/* lt_allow_name_matched's answer for a name below "localhost" (RFC 6761: always loopback). */
+#define LT_ALLOW_NAME_LOOPBACK 2
+
+/* 0 when host matched no name entry (address entries are not looked at) at port; otherwise 1, or
+ * LT_ALLOW_NAME_LOOPBACK when host is "localhost" or ends in ".localhost": such a name may only
+ * reach loopback addresses, so an /etc/hosts line or a DNS answer that points it elsewhere (a
+ * loopback-only daemon aimed at "localhost" reaching 10.0.0.1) is refused at connect. */
 int lt_allow_name_matched(const struct lt_allow *a, const char *host, int port);
 
 struct lt_allow_slot;

@@ -169,16 +169,23 @@ static lt_status validate_load(json_t *spec, struct lt_error *err)
 
 static lt_status validate_thresholds(json_t *spec, struct lt_error *err)
 {
-    const char *keys[N_THRESHOLDS + 1];
+    const char *keys[N_THRESHOLDS + 2];
     json_t *thr;
+    double pct;
     lt_status st;
 
     if ((st = ltj_object(spec, "", "thresholds", 0, &thr, err)) != LT_OK)
         return st;
     for (size_t i = 0; i < N_THRESHOLDS; i++)
         keys[i] = thresholds[i].name;
-    keys[N_THRESHOLDS] = NULL;
+    /* Checked by the service against the last passed run (service/compare.c), not here. */
+    keys[N_THRESHOLDS] = "max_regression_pct";
+    keys[N_THRESHOLDS + 1] = NULL;
     if ((st = ltj_check_keys(thr, "/thresholds", keys, err)) != LT_OK)
+        return st;
+    if (json_object_get(thr, "max_regression_pct") != NULL &&
+        (st = ltj_number(thr, "/thresholds", "max_regression_pct", 1, 0, 0, 1000, &pct, err)) !=
+            LT_OK)
         return st;
     for (size_t i = 0; i < N_THRESHOLDS; i++) {
         double x;

@@ -797,10 +797,10 @@ static int parse_table_name(const char *name, struct gen_spec *s)
     return take_ident(dot + 1, strlen(dot + 1), GEN_MAX_TABLE_PART, s->table);
 }
 
-static const char *const top_keys[] = {"kind",       "name",         "notify",      "database",
-                                       "table",      "create_table", "truncate",    "rows",
-                                       "dim",        "base_vectors", "noise_sigma", "seed",
-                                       "batch_rows", "connections",  "index",       NULL};
+static const char *const top_keys[] = {
+    "kind",       "name",        "notify", "database",     "table",       "create_table",
+    "truncate",   "rows",        "dim",    "base_vectors", "noise_sigma", "seed",
+    "batch_rows", "connections", "index",  "thresholds",   NULL};
 static const char *const database_keys[] = {"dsn", NULL};
 static const char *const index_keys[] = {
     "build", "m", "ef_construction", "maintenance_work_mem_mb", "max_parallel_maintenance_workers",
@@ -818,6 +818,9 @@ static lt_status spec_read(json_t *spec, struct gen_spec *s, struct lt_error *er
 
     memset(s, 0, sizeof(*s));
     if ((rc = ltj_check_keys(spec, "", top_keys, err)) != LT_OK)
+        return rc;
+    /* Only the service's baseline check (thresholds.max_regression_pct). */
+    if ((rc = runner_validate_baseline_thresholds(spec, err)) != LT_OK)
         return rc;
     if ((rc = ltj_object(spec, "", "database", 1, &db, err)) != LT_OK)
         return rc;
@@ -1457,8 +1460,10 @@ static int pin_hosts(struct gen_run *r, const struct dsn_hosts *h, struct pinned
                 pin_add(p, h->host[k], "", h->port[k]);
             continue;
         }
-        name_allowed =
-            h->host[k][0] && !h->addr[k][0] && lt_allow_name_matched(allow, h->host[k], h->port[k]);
+        /* Kept as it is (not as a truth value): "localhost" may reach loopback only. */
+        name_allowed = h->host[k][0] && !h->addr[k][0]
+                           ? lt_allow_name_matched(allow, h->host[k], h->port[k])
+                           : 0;
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;

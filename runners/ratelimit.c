@@ -150,8 +150,8 @@
 #define UNREACHABLE_AFTER 3
 #define PER_AGENT_MAX     100
 
-static const char *const top_keys[] = {"kind",  "name",      "notify", "target", "setup",
-                                       "burst", "realistic", "expect", NULL};
+static const char *const top_keys[] = {"kind",  "name",      "notify", "target",     "setup",
+                                       "burst", "realistic", "expect", "thresholds", NULL};
 static const char *const setup_keys[] = {"url", "method", "headers", "body", "extract", NULL};
 static const char *const extract_keys[] = {"json_pointer", "header", "prefix", NULL};
 static const char *const burst_keys[] = {
@@ -389,7 +389,10 @@ static lt_status ratelimit_validate(json_t *spec, struct lt_error *err)
         return st;
     if ((st = validate_realistic(spec, has_setup, expect_limit, err)) != LT_OK)
         return st;
-    return validate_expect(spec, err);
+    if ((st = validate_expect(spec, err)) != LT_OK)
+        return st;
+    /* Only the service's baseline check (thresholds.max_regression_pct). */
+    return runner_validate_baseline_thresholds(spec, err);
 }
 
 /* ---- secrets -------------------------------------------------------------------------------- */

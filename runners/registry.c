@@ -9,6 +9,7 @@
 
 #include "capacity.h"
 #include "generate.h"
+#include "lt_json.h"
 #include "ratelimit.h"
 #include "runner.h"
 
@@ -104,4 +105,25 @@ int runner_add_check(json_t *checks, const char *name, const char *op, double th
                           json_pack("{s:s, s:s, s:f, s:f, s:b}", "name", name, "op", op,
                                     "threshold", threshold, "observed", observed, "pass", pass));
     return pass;
+}
+
+lt_status runner_validate_baseline_thresholds(json_t *spec, struct lt_error *err)
+{
+    static const char *const keys[] = {"max_regression_pct", NULL};
+    json_t *thr;
+    double pct;
+    lt_status st;
+
+    /* Absent stays absent: the stored spec of these kinds does not grow an empty object. */
+    thr = json_object_get(spec, "thresholds");
+    if (thr == NULL)
+        return LT_OK;
+    if (!json_is_object(thr))
+        return lt_error_set(err, LT_ERR_INVALID_SPEC, "/thresholds",
+                            "/thresholds must be an object");
+    if ((st = ltj_check_keys(thr, "/thresholds", keys, err)) != LT_OK)
+        return st;
+    if (json_object_get(thr, "max_regression_pct") == NULL)
+        return LT_OK;
+    return ltj_number(thr, "/thresholds", "max_regression_pct", 1, 0, 0, 1000, &pct, err);
 }

@@ -80,6 +80,10 @@ const struct runner_ops *runner_find(const char *kind, int *known);
  * Returns 0, or -1 when the URL does not parse. */
 int runner_url_host(const char *url, char *host, size_t hostlen, int *port);
 
+/* Validates the optional "thresholds" of a kind whose only threshold is the service's baseline
+ * check: {"max_regression_pct": 0..1000} (see service/compare.c). */
+lt_status runner_validate_baseline_thresholds(json_t *spec, struct lt_error *err);
+
 /* Builds the verdict object: {"pass": all checks pass, "summary": summary, "checks": checks}.
  * Takes ownership of checks (an array). Returns new. */
 json_t *runner_verdict_new(json_t *checks, const char *summary);

@@ -9,7 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { OPT_STR, OPT_INT, OPT_FLAG, OPT_LIST /* repeated flags append, comma-separated */ };
+enum opt_type {
+    OPT_STR,
+    OPT_INT,
+    OPT_FLAG,
+    OPT_LIST,      /* repeated flags append, comma-separated */
+    OPT_ENV_SECRET /* a secret value: read from the environment only, so it never shows in ps;
+                      `name` is only its key in this table (no flag) */
+};
 
 struct option_row {
     const char *name; /* long flag without "--" */
@@ -46,6 +53,13 @@ static const struct option_row rows[] = {
     {"allow-target", "LOADTESTD_ALLOW_TARGETS", OPT_LIST, 0, 0, "", STR(allow_targets),
      "targets runs may reach: host[:port], *.domain, IP or CIDR; repeatable or comma-separated "
      "(default: loopback only)"},
+    /* chat-ops (service/slack.c) */
+    {"slack-signing-secret", "LOADTESTD_SLACK_SIGNING_SECRET_FILE", OPT_STR, 0, 0, "",
+     STR(slack_signing_secret_file),
+     "file holding the Slack app's signing secret; enables POST /v1/chatops/slack"},
+    {"slack-signing-secret-value", "LOADTESTD_SLACK_SIGNING_SECRET", OPT_ENV_SECRET, 0, 0, "",
+     STR(slack_signing_secret),
+     "the signing secret itself (environment only; the file wins when both are given)"},
     /* Hardening: reloadable allowlist, per-run caps (each at most the runner's own bound), the
      * API's own rate limit. */
     {"allow-target-file", "LOADTESTD_ALLOW_TARGETS_FILE", OPT_STR, 0, 0, "", STR(allow_target_file),
@@ -88,7 +102,7 @@ static int set_value(struct config *cfg, const struct option_row *r, const char 
         memcpy(p + used + 1, val, strlen(val) + 1);
         return 0;
     }
-    if (r->type == OPT_STR || r->type == OPT_LIST) {
+    if (r->type == OPT_STR || r->type == OPT_LIST || r->type == OPT_ENV_SECRET) {
         if (strcmp(origin, "default") == 0 && val[0] == '\0') {
             p[0] = '\0';
             return 0;
@@ -132,6 +146,10 @@ static void print_help(FILE *out)
     for (size_t i = 0; i < NROWS; i++) {
         const struct option_row *r = &rows[i];
         char flag[64];
+        if (r->type == OPT_ENV_SECRET) {
+            fprintf(out, "  %-28s %s\n", r->env, r->help);
+            continue;
+        }
         snprintf(flag, sizeof(flag), "--%s%s", r->name, r->type == OPT_FLAG ? "" : " VALUE");
         fprintf(out, "  %-28s %s\n  %-28s [env %s, default %s", flag, r->help, "", r->env, r->def);
         if (r->type == OPT_INT)
@@ -197,6 +215,11 @@ enum config_result config_load(struct config *cfg, int argc, char **argv, const 
         memcpy(name, a + 2, n);
         name[n] = '\0';
         const struct option_row *r = find_row(name);
+        if (r && r->type == OPT_ENV_SECRET) {
+            fprintf(err, "loadtestd: '--%s' does not exist: give the secret in %s or a file\n",
+                    name, r->env);
+            return CONFIG_EXIT_USAGE;
+        }
         if (r == NULL) {
             fprintf(err, "loadtestd: unknown option '--%s' (see --help)\n", name);
             return CONFIG_EXIT_USAGE;

@@ -18,6 +18,8 @@ struct config {
     int quiet;                /* log only errors */
     char token_file[1024];    /* bearer tokens ("" = none: loopback only) */
     char allow_targets[4096]; /* comma-separated allowlist entries ("" = loopback only) */
+    char slack_signing_secret_file[1024]; /* file with the Slack signing secret ("" = none) */
+    char slack_signing_secret[256];       /* the secret from the environment ("" = none) */
     /* Hardening: operator caps per run, the API's own rate limit, the reloadable allowlist. */
     char allow_target_file[1024]; /* more allowlist entries, one per line; re-read on SIGHUP */
     int max_users;                /* capacity load.users */

@@ -202,7 +202,7 @@ static void sanitise(char *out, size_t outlen, const char *s)
 
 static int id_segment_ok(const char *seg, size_t len, int dots)
 {
-    if (len == 0 || len >= LT_ID_SIZE)
+    if (len == 0 || len >= HTTP_SEGMENT_SIZE)
         return 0;
     for (size_t i = 0; i < len; i++) {
         char c = seg[i];
@@ -213,21 +213,22 @@ static int id_segment_ok(const char *seg, size_t len, int dots)
     return 1;
 }
 
-int http_route_match(const char *pattern, const char *path, char id[LT_ID_SIZE])
+int http_route_match(const char *pattern, const char *path, char id[HTTP_SEGMENT_SIZE])
 {
     const char *p = pattern;
     const char *s = path;
 
     id[0] = '\0';
     while (*p && *s) {
-        int asset = strncmp(p, "{asset}", 7) == 0;
-        if (asset || strncmp(p, "{id}", 4) == 0) {
+        if (*p == '{') {
+            int asset = strncmp(p, "{asset}", 7) == 0;
             size_t len = strcspn(s, "/");
-            if (!id_segment_ok(s, len, asset))
+            const char *close = strchr(p, '}');
+            if (close == NULL || !id_segment_ok(s, len, asset))
                 return 0;
             memcpy(id, s, len);
             id[len] = '\0';
-            p += asset ? 7 : 4;
+            p = close + 1;
             s += len;
             continue;
         }
@@ -310,7 +311,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
 static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct req_ctx *ctx,
                      const char *url, const char *method, int may_hold, struct http_response *resp)
 {
-    char id[LT_ID_SIZE];
+    char id[HTTP_SEGMENT_SIZE];
     char allow[64] = "";
     const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
     int path_known = 0;

@@ -15,6 +15,8 @@
 
 #define HTTP_BODY_MAX (1024 * 1024) /* request bodies above this answer 413 */
 #define HTTP_HOLD_MAX 512           /* long-polls held at once; past it they answer at once */
+/* A path parameter ({id}, {name}) is 1 to HTTP_SEGMENT_SIZE-1 characters of [A-Za-z0-9_-]. */
+#define HTTP_SEGMENT_SIZE 64
 
 struct app; /* routes.c */
 struct http_server;
@@ -26,7 +28,7 @@ struct http_request {
     void *conn;         /* struct MHD_Connection *, for http_query/http_header */
     const char *body;   /* NUL-terminated; body_len bytes */
     size_t body_len;
-    const char *id; /* the {id} segment of the route, or NULL */
+    const char *id; /* the path parameter ({id}, {name}) of the route, or NULL */
     struct app *app;
     char log_run[LT_ID_SIZE];   /* handlers set it so the request's log line names the run */
     struct http_server *server; /* the server answering (for http_server_metrics) */
@@ -66,7 +68,7 @@ typedef void (*http_handler)(struct http_request *req, struct http_response *res
 
 struct http_route {
     const char *method;
-    const char *pattern; /* "/v1/runs/{id}/cancel"; {id} matches one segment */
+    const char *pattern; /* "/v1/runs/{id}/cancel"; {id} or {name} matches one segment */
     http_handler fn;
     enum auth_need need; /* what the bearer token must allow */
 };
@@ -88,10 +90,11 @@ unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeou
  * (a value routes_wait_change returned); does not block. */
 int routes_changed_since(struct app *app, const char *key, unsigned long seen);
 
-/* 1 when path matches pattern; then id receives the {id} segment (or ""). An {id} is 1 to
- * LT_ID_SIZE-1 characters of [A-Za-z0-9_-]. An {asset} segment (static files) is the same with
- * dots allowed after the first character ("app.js") and is also passed in id. */
-int http_route_match(const char *pattern, const char *path, char id[LT_ID_SIZE]);
+/* 1 when path matches pattern; then id receives the segment of its one parameter ("{id}",
+ * "{name}", any "{...}") or "". A parameter is 1 to HTTP_SEGMENT_SIZE-1 characters of
+ * [A-Za-z0-9_-]; an {asset} segment (static files) also allows dots after the first character
+ * ("app.js"). */
+int http_route_match(const char *pattern, const char *path, char id[HTTP_SEGMENT_SIZE]);
 
 /* The only mapping from internal status to HTTP status code. */
 int http_status_for(lt_status st);

@@ -3,7 +3,8 @@
  * left behind as interrupted), starts the run pool and the HTTP server, then waits for a signal.
  *
  * Threads: main (this file: start-up, then sigwait for SIGTERM/SIGINT/SIGHUP, then shutdown), the
- * HTTP threads (http.c), the run threads (pool.c) and each runner's own workers. Signals are
+ * HTTP threads (http.c), the run threads (pool.c) and each runner's own workers, and the
+ * notifier (notify.c: completion webhooks, fed by the pool's on_finished hook). Signals are
  * blocked in every thread and taken synchronously by main with sigwait, so no handler runs in
  * an arbitrary thread. SIGHUP reloads the token file and the allowlist on main itself (reload):
  * the new tables are built completely, then swapped in; a file that fails keeps the old one.
@@ -18,11 +19,14 @@
 #include "apilimit.h"
 #include "auth.h"
 #include "caps.h"
+#include "compare.h"
 #include "config.h"
 #include "lt_allow.h"
 #include "http.h"
+#include "notify.h"
 #include "pool.h"
 #include "routes.h"
+#include "slack.h"
 #include "store.h"
 
 extern char **environ;
@@ -121,6 +125,14 @@ static void reload(const struct config *cfg, struct auth *auth, struct lt_allow_
            kept);
 }
 
+/* The pool's on_finished hook: opaque is the app. */
+static void on_run_finished(void *opaque, const char *id)
+{
+    struct app *a = opaque;
+
+    notifier_on_finished(a->notifier, id);
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -133,6 +145,8 @@ int main(int argc, char **argv)
     size_t nallow = 0;
     struct apilimit *apilimit = NULL;
     struct caps caps;
+    struct notifier *notifier = NULL;
+    static char slack_secret[SLACK_SECRET_MAX + 1];
     struct app app;
     char host[128];
     char errbuf[512];
@@ -220,6 +234,30 @@ int main(int argc, char **argv)
                              .runner = {.worker_threads = cfg.worker_threads},
                              /* each run takes the list in force when it starts */
                              .allow_slot = allow_slot};
+    memset(&app, 0, sizeof(app));
+    /* chat-ops and webhooks: the notifier thread, the run-end hook, the Slack signing secret */
+    notifier = notifier_new(st, allow_slot);
+    if (notifier == NULL) {
+        lt_log("error", "start", "error=\"cannot start the notifier thread\"");
+        goto out;
+    }
+    app.notifier = notifier;
+    pc.on_finished = on_run_finished;
+    pc.hook_opaque = &app;
+    if (slack_secret_load(cfg.slack_signing_secret_file, cfg.slack_signing_secret, slack_secret,
+                          sizeof(slack_secret), &app.slack_secret_len, errbuf,
+                          sizeof(errbuf)) != 0) {
+        lt_log("error", "start", "error=\"%s\"", errbuf);
+        rc = 2;
+        goto out;
+    }
+    explicit_bzero(cfg.slack_signing_secret, sizeof(cfg.slack_signing_secret));
+    app.slack_secret = app.slack_secret_len ? slack_secret : NULL;
+    /* Baselines: thresholds.max_regression_pct is checked when a run completes. The hooks get
+     * &app (its store is set here; no run can end before the pool exists). */
+    app.store = st;
+    pc.amend_verdict = compare_amend_verdict;
+    pc.hook_opaque = &app;
     pool = pool_new(st, &pc);
     if (pool == NULL) {
         lt_log("error", "start", "error=\"cannot start run threads\"");
@@ -254,6 +292,8 @@ int main(int argc, char **argv)
            nallow, cfg.allow_target_file[0] ? "set" : "none", cfg.max_users, cfg.max_total_rps,
            cfg.max_duration_s, cfg.max_burst_requests, cfg.max_agents, cfg.max_rows,
            cfg.max_generate_connections, cfg.api_rate, cfg.api_burst);
+    lt_log("info", "chatops", "slack=%s",
+           app.slack_secret ? "enabled" : "disabled(no --slack-signing-secret)");
 
     for (;;) {
         if (sigwait(&sigs, &sig) != 0)
@@ -269,9 +309,11 @@ int main(int argc, char **argv)
     lt_log("info", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
     rc = 0;
 out:
-    http_quiesce(http); /* no new connections */
-    pool_free(pool);    /* cancel runs; their partial results are stored */
-    http_stop(http);    /* requests in progress complete */
+    http_quiesce(http);      /* no new connections */
+    pool_free(pool);         /* cancel runs; their partial results are stored */
+    http_stop(http);         /* requests in progress complete */
+    notifier_free(notifier); /* after both: runs and requests may still queue deliveries */
+    explicit_bzero(slack_secret, sizeof(slack_secret));
     store_free(st);
     apilimit_free(apilimit);
     lt_allow_slot_free(allow_slot);

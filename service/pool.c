@@ -22,6 +22,9 @@
  *   admission are one step.
  * Counters: `tot_*` (requests, errors, rows per kind, for GET /metrics) are atomics added to by
  *   the run threads as points arrive and read without a lock.
+ * Store failures: when the store cannot write (disk full, locked), a run thread retries its run's
+ *   start and final status until it can (update_retrying), so no run is left showing queued or
+ *   running while the daemon lives; once the pool is stopping it gives up after a few attempts.
  * Shutdown (pool_free): stopping is set, queued jobs end cancelled, running jobs get their cancel
  *   flag raised; run threads finish their job (runners stop within a second) and exit.
  */
@@ -179,6 +182,38 @@ static void sink_point(void *opaque, int64_t t, const json_t *point)
     free(pj);
 }
 
+/* Stores a state change of job j, retrying while the store cannot write (disk full, read-only,
+ * locked): a run's start or end must not be lost while the daemon lives, or the run would show
+ * queued or running until the next start. Waits 200 ms, doubling up to 1 s, between attempts;
+ * other failures, and any failure once the pool is stopping, give up after 5 attempts (the next
+ * start then marks the run interrupted). Blocking this run thread meanwhile costs nothing: no run
+ * can start or end without the store anyway. */
+static lt_status update_retrying(struct pool *p, struct job *j, const struct run_update *u,
+                                 const char *what)
+{
+    long wait_ms = 200;
+    lt_status st;
+
+    for (int attempt = 1;; attempt++) {
+        int stopping;
+
+        st = store_update_run(p->store, j->id, u);
+        if (st == LT_OK || st == LT_ERR_NOT_FOUND || st == LT_ERR_CONFLICT)
+            return st;
+        pthread_mutex_lock(&p->lock);
+        stopping = p->stopping;
+        pthread_mutex_unlock(&p->lock);
+        if (attempt >= 5 && (st != LT_ERR_UNAVAILABLE || stopping))
+            return st;
+        if (attempt == 5)
+            lt_log("warn", "store_write", "run=%s what=%s error=%s action=retrying", j->id, what,
+                   lt_status_code(st));
+        struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        wait_ms = wait_ms * 2 > 1000 ? 1000 : wait_ms * 2;
+    }
+}
+
 static void finish_job(struct pool *p, struct job *j, struct runner_outcome *out)
 {
     enum run_status final;
@@ -226,15 +261,8 @@ static void finish_job(struct pool *p, struct job *j, struct runner_outcome *out
     u.result_json = rj;
     u.verdict_json = vj;
     u.error_json = ej;
-    /* The final write matters more than any other: retry briefly when the disk is full or the
-     * database is locked, then leave the run to be marked interrupted at the next start. */
-    for (int attempt = 0; attempt < 5; attempt++) {
-        st = store_update_run(p->store, j->id, &u);
-        if (st == LT_OK || st == LT_ERR_NOT_FOUND || st == LT_ERR_CONFLICT)
-            break;
-        struct timespec ts = {0, 200 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    /* The final write matters more than any other: retried until the store takes it. */
+    st = update_retrying(p, j, &u, "final_status");
     if (st == LT_OK) { /* wake long-polls now, not after the on_finished hook */
         pthread_mutex_lock(&p->lock);
         note_change_locked(p, j->id);
@@ -271,11 +299,11 @@ static void run_job(struct pool *p, struct job *j)
     memset(&out, 0, sizeof(out));
     u.started_at_ms = lt_now_ms();
     u.progress_json = "{\"fraction\":0}";
-    st = store_update_run(p->store, j->id, &u);
+    st = update_retrying(p, j, &u, "start");
     if (st != LT_OK) {
         /* Cancelled or deleted while queued is impossible (cancel removes it from the queue under
-         * the lock), so this is a store failure: the run stays queued in the store and becomes
-         * interrupted at the next start. */
+         * the lock), so this is a store failure that outlasted the retries of a stopping pool:
+         * the run stays queued in the store and becomes interrupted at the next start. */
         lt_log("error", "store_write", "run=%s what=start error=%s", j->id, lt_status_code(st));
         lt_allow_free(allow);
         return;

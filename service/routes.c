@@ -16,9 +16,13 @@
 
 #include "apilimit.h"
 #include "caps.h"
+#include "compare.h"
 #include "dashboard.h"
 #include "lt_allow.h"
 #include "metrics.h"
+#include "notify.h"
+#include "presets.h"
+#include "slack.h"
 #include "spec.h"
 
 #define LIST_LIMIT_DEFAULT   50
@@ -51,6 +55,7 @@ json_t *routes_run_document(const struct run_record *r, int full)
     json_object_set_new(doc, "id", json_string(r->id));
     json_object_set_new(doc, "kind", json_string(r->kind));
     json_object_set_new(doc, "name", r->name ? json_string(r->name) : json_null());
+    json_object_set_new(doc, "preset", r->preset ? json_string(r->preset) : json_null());
     json_object_set_new(doc, "status", json_string(run_status_name(r->status)));
     json_object_set_new(doc, "created_at", time_or_null(r->created_at_ms));
     json_object_set_new(doc, "started_at", time_or_null(r->started_at_ms));
@@ -200,7 +205,7 @@ static void h_version(struct http_request *req, struct http_response *resp)
  * is none; LT_OK with *out filled when it exists with the same (masked) spec; LT_ERR_CONFLICT
  * (err set) when the key was used for another spec. */
 static lt_status find_idempotent(struct app *app, const char *key, const json_t *masked,
-                                 struct run_record *out, struct lt_error *err)
+                                 const char *preset, struct run_record *out, struct lt_error *err)
 {
     json_t *stored;
     lt_status st;
@@ -213,6 +218,9 @@ static lt_status find_idempotent(struct app *app, const char *key, const json_t 
         return lt_error_set(err, st, NULL, "the run store cannot be read: %s", lt_status_code(st));
     stored = json_loads(out->spec_json, 0, NULL);
     same = stored && json_equal(stored, (json_t *)masked);
+    /* The same spec started from another preset (or from none) is another request. */
+    if ((preset == NULL) != (out->preset == NULL) || (preset && strcmp(preset, out->preset) != 0))
+        same = 0;
     json_decref(stored);
     if (same)
         return LT_OK;
@@ -236,21 +244,18 @@ int routes_idempotency_key_ok(const char *key)
     return 1;
 }
 
-lt_status routes_submit_run(struct app *app, const char *body, size_t len, const char *ikey,
-                            struct run_record *out, int *replayed, struct lt_error *err)
+lt_status routes_check_spec(struct app *app, const char *body, size_t len, json_t **spec_out,
+                            json_t **masked_out, const struct runner_ops **ops_out,
+                            struct lt_error *err)
 {
     json_t *spec = NULL;
     json_t *masked = NULL;
     const struct runner_ops *ops = NULL;
     lt_status st;
-    const char *name;
 
-    memset(out, 0, sizeof(*out));
-    *replayed = 0;
-    if (ikey && !routes_idempotency_key_ok(ikey))
-        return lt_error_set(err, LT_ERR_INVALID_PARAM, "Idempotency-Key",
-                            "Idempotency-Key must be 1 to %d visible ASCII characters",
-                            IDEMPOTENCY_KEY_MAX);
+    *spec_out = NULL;
+    *masked_out = NULL;
+    *ops_out = NULL;
     st = spec_parse(body, len, &spec, &masked, &ops, err);
     if (st != LT_OK)
         return st;
@@ -269,6 +274,12 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
     struct lt_allow *allow = lt_allow_slot_get(app->allow_slot);
     struct target_check tc = {.allow = allow};
     int denied = ops->each_target(spec, check_target, &tc);
+    /* A webhook is a target like any other: same allowlist, same answer. */
+    const char *hook =
+        json_string_value(json_object_get(json_object_get(spec, "notify"), "webhook_url"));
+    int hook_denied = !denied && hook &&
+                      (runner_url_host(hook, tc.host, sizeof(tc.host), &tc.port) != 0 ||
+                       !lt_allow_host(allow, tc.host, tc.port));
     lt_allow_free(allow);
     if (denied != 0) {
         st = lt_error_set(err, LT_ERR_FORBIDDEN_TARGET, tc.field,
@@ -276,8 +287,53 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
                           tc.host, tc.port);
         goto out;
     }
+    if (hook_denied) {
+        st = lt_error_set(err, LT_ERR_FORBIDDEN_TARGET, "/notify/webhook_url",
+                          "%s port %d is not on this daemon's target allowlist (--allow-target)",
+                          tc.host, tc.port);
+        goto out;
+    }
+    *spec_out = spec;
+    *masked_out = masked;
+    *ops_out = ops;
+    return LT_OK;
+out:
+    json_decref(spec);
+    json_decref(masked);
+    return st;
+}
+
+lt_status routes_submit_run(struct app *app, const char *body, size_t len, const char *ikey,
+                            struct run_record *out, int *replayed, struct lt_error *err)
+{
+    return routes_submit_run_from(app, NULL, body, len, ikey, out, replayed, err);
+}
+
+lt_status routes_submit_run_from(struct app *app, const char *preset, const char *body, size_t len,
+                                 const char *ikey, struct run_record *out, int *replayed,
+                                 struct lt_error *err)
+{
+    json_t *spec = NULL;
+    json_t *masked = NULL;
+    const struct runner_ops *ops = NULL;
+    lt_status st;
+    const char *name;
+    struct notify_target nt;
+    const struct notify_target *watch = NULL;
+
+    memset(out, 0, sizeof(*out));
+    *replayed = 0;
+    if (ikey && !routes_idempotency_key_ok(ikey))
+        return lt_error_set(err, LT_ERR_INVALID_PARAM, "Idempotency-Key",
+                            "Idempotency-Key must be 1 to %d visible ASCII characters",
+                            IDEMPOTENCY_KEY_MAX);
+    st = routes_check_spec(app, body, len, &spec, &masked, &ops, err);
+    if (st != LT_OK)
+        return st;
+    if (notify_target_from_spec(json_object_get(spec, "notify"), &nt) == 0)
+        watch = &nt;
     if (ikey) {
-        st = find_idempotent(app, ikey, masked, out, err);
+        st = find_idempotent(app, ikey, masked, preset, out, err);
         if (st == LT_OK)
             *replayed = 1;
         if (st != LT_ERR_NOT_FOUND)
@@ -288,9 +344,11 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
     name = json_string_value(json_object_get(spec, "name"));
     out->name = name ? strdup(name) : NULL;
     out->idempotency_key = ikey ? strdup(ikey) : NULL;
+    out->preset = preset ? strdup(preset) : NULL;
     out->created_at_ms = lt_now_ms();
     out->spec_json = json_dumps(masked, JSON_COMPACT);
-    if (out->spec_json == NULL || (name && out->name == NULL) || (ikey && !out->idempotency_key)) {
+    if (out->spec_json == NULL || (name && out->name == NULL) || (ikey && !out->idempotency_key) ||
+        (preset && !out->preset)) {
         st = lt_error_set(err, LT_ERR_NOMEM, NULL, "out of memory");
         goto out;
     }
@@ -299,7 +357,7 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
     if (st == LT_ERR_CONFLICT && ikey) {
         /* A concurrent retry with the same key won the insert. */
         run_record_clear(out);
-        st = find_idempotent(app, ikey, masked, out, err);
+        st = find_idempotent(app, ikey, masked, preset, out, err);
         if (st == LT_OK)
             *replayed = 1;
         else if (st == LT_ERR_NOT_FOUND)
@@ -310,8 +368,14 @@ lt_status routes_submit_run(struct app *app, const char *body, size_t len, const
         st = lt_error_set(err, st, NULL,
                           "the run queue is full; wait for runs to finish or cancel some, then "
                           "retry");
+    else if (st == LT_ERR_UNAVAILABLE)
+        st = lt_error_set(err, st, NULL,
+                          "the run could not be stored: the database cannot be written (disk "
+                          "full, read-only or locked) or the daemon is stopping; retry later");
     else if (st != LT_OK)
         st = lt_error_set(err, st, NULL, "the run could not be stored: %s", lt_status_code(st));
+    else if (watch)
+        notifier_watch(app->notifier, out->id, watch); /* a failure is logged; the run goes on */
 out:
     if (st != LT_OK)
         run_record_clear(out);
@@ -407,7 +471,8 @@ static int list_cb(void *opaque, const struct run_record *r)
 
 static void h_list_runs(struct http_request *req, struct http_response *resp)
 {
-    static const char *const names[] = {"kind", "status", "name", "limit", "cursor", NULL};
+    static const char *const names[] = {"kind",   "status", "name", "limit",
+                                        "cursor", "preset", NULL};
     struct run_filter f = {.status = -1, .limit = LIST_LIMIT_DEFAULT};
     struct list_ctx c = {NULL, 0};
     const char *v;
@@ -442,6 +507,14 @@ static void h_list_runs(struct http_request *req, struct http_response *resp)
             return;
         }
         f.name = v;
+    }
+    if ((v = http_query(req, "preset")) != NULL) {
+        if (!preset_name_ok(v)) {
+            http_fail(resp, LT_ERR_INVALID_PARAM, "preset",
+                      "preset must be 1 to %d characters of A-Z a-z 0-9 _ -", PRESET_NAME_MAX);
+            return;
+        }
+        f.preset = v;
     }
     if ((v = http_query(req, "limit")) != NULL) {
         if (parse_int_param(v, 1, LIST_LIMIT_MAX, &n) != 0) {
@@ -653,6 +726,29 @@ static void h_limits(struct http_request *req, struct http_response *resp)
     resp->body = body;
 }
 
+/* ---- helpers for the handlers of other modules (presets.c, compare.c) ---- */
+
+int routes_only_params(struct http_request *req, struct http_response *resp,
+                       const char *const *names)
+{
+    return only_params(req, resp, names);
+}
+
+int routes_etag_matches(const struct http_request *req, const char *etag)
+{
+    return etag_matches(req, etag);
+}
+
+int routes_parse_int(const char *s, long min, long max, long *out)
+{
+    return parse_int_param(s, min, max, out);
+}
+
+int routes_fetch_run(struct http_request *req, struct http_response *resp, struct run_record *r)
+{
+    return fetch_run(req, resp, r);
+}
+
 const struct http_route routes_table[] = {
     {"GET", "/healthz", h_healthz, AUTH_OPEN},
     {"GET", "/v1/version", h_version, AUTH_READ},
@@ -666,6 +762,14 @@ const struct http_route routes_table[] = {
     {"GET", "/", dashboard_index, AUTH_OPEN},
     {"GET", "/ui/{asset}", dashboard_asset, AUTH_OPEN},
     {"GET", "/metrics", metrics_handle, AUTH_READ},
+    {"GET", "/v1/runs/{id}/compare", compare_h_runs, AUTH_READ},
+    {"GET", "/v1/presets", presets_h_list, AUTH_READ},
+    {"GET", "/v1/presets/{name}", presets_h_get, AUTH_READ},
+    {"PUT", "/v1/presets/{name}", presets_h_put, AUTH_WRITE},
+    {"DELETE", "/v1/presets/{name}", presets_h_delete, AUTH_WRITE},
+    {"POST", "/v1/presets/{name}/runs", presets_h_start_run, AUTH_WRITE},
+    /* Slack cannot send our bearer token: the Slack request signature authenticates it. */
+    {"POST", "/v1/chatops/slack", slack_h_command, AUTH_OPEN},
     {"GET", "/v1/limits", h_limits, AUTH_READ},
     {NULL, NULL, NULL, AUTH_OPEN},
 };

@@ -11,6 +11,7 @@
 struct lt_allow_slot;
 struct caps;
 struct apilimit;
+struct notifier;
 
 /* Everything a handler may use; borrowed by the HTTP server for its lifetime. */
 struct app {
@@ -23,6 +24,10 @@ struct app {
     const struct caps *caps;          /* per-run operator caps; NULL: none */
     struct apilimit *apilimit;        /* the API's request rate limit; NULL: off */
     int api_rate, api_burst;          /* its settings, for GET /v1/limits (rate 0: off) */
+    /* chat-ops and webhooks (notify.h, slack.h) */
+    struct notifier *notifier; /* completion webhooks; NULL: none are sent */
+    const char *slack_secret;  /* Slack signing secret; NULL: POST /v1/chatops/slack answers 404 */
+    size_t slack_secret_len;
 };
 
 /* The route table, terminated by a row of NULLs. */
@@ -44,6 +49,31 @@ int routes_idempotency_key_ok(const char *key);
  * a run (REST, presets, chat-ops). */
 lt_status routes_submit_run(struct app *app, const char *body, size_t len, const char *ikey,
                             struct run_record *out, int *replayed, struct lt_error *err);
+
+/* routes_submit_run for a run started from preset (NULL: none): the run records the preset's
+ * name, and an Idempotency-Key replays only a run of the same preset. routes_submit_run is
+ * routes_submit_run_from(app, NULL, ...). */
+lt_status routes_submit_run_from(struct app *app, const char *preset, const char *body, size_t len,
+                                 const char *ikey, struct run_record *out, int *replayed,
+                                 struct lt_error *err);
+
+/* The validation half of routes_submit_run: decodes and validates the spec (spec_parse) and
+ * checks its targets against the allowlist. On LT_OK *spec (defaults filled, real secrets),
+ * *masked and *ops are set (new references; caller decrefs); on failure err names the field. */
+lt_status routes_check_spec(struct app *app, const char *body, size_t len, json_t **spec,
+                            json_t **masked, const struct runner_ops **ops, struct lt_error *err);
+
+/* Helpers shared with the handlers of presets.c and compare.c. */
+/* Answers 400 invalid_parameter (returns -1) when the request has a query parameter not in
+ * names (NULL-terminated); else returns 0. */
+int routes_only_params(struct http_request *req, struct http_response *resp,
+                       const char *const *names);
+/* 1 when the request's If-None-Match names etag (or is "*"). */
+int routes_etag_matches(const struct http_request *req, const char *etag);
+/* Parses a decimal integer in [min, max] into *out; returns 0, or -1 when it is not one. */
+int routes_parse_int(const char *s, long min, long max, long *out);
+/* Reads run req->id into r (caller clears it), answering 404/503 itself: returns 0 when found. */
+int routes_fetch_run(struct http_request *req, struct http_response *resp, struct run_record *r);
 
 /* Answers 202 with Location, ETag and the run document of r. */
 void routes_answer_run(struct http_request *req, struct http_response *resp,

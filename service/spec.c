@@ -1,9 +1,10 @@
-/* spec: decoding and the kind-independent checks of a posted run spec. */
+/* spec: decoding and the kind-independent checks of a posted run spec (kind, name, notify). */
 #include "spec.h"
 
 #include <string.h>
 
 #include "lt_json.h"
+#include "notify.h"
 
 lt_status spec_parse(const char *body, size_t len, json_t **spec_out, json_t **masked_out,
                      const struct runner_ops **ops_out, struct lt_error *err)
@@ -11,6 +12,7 @@ lt_status spec_parse(const char *body, size_t len, json_t **spec_out, json_t **m
     json_error_t jerr;
     json_t *spec = NULL;
     json_t *masked = NULL;
+    json_t *notify = NULL; /* own reference while it is out of the spec */
     const struct runner_ops *ops;
     const char *kind = NULL;
     const char *name = NULL;
@@ -48,14 +50,23 @@ lt_status spec_parse(const char *body, size_t len, json_t **spec_out, json_t **m
     rc = ltj_string(spec, "", "name", 0, NULL, 1, SPEC_NAME_MAX, &name, err);
     if (rc != LT_OK)
         goto out;
-    if (json_object_get(spec, "notify") != NULL) {
-        rc = lt_error_set(err, LT_ERR_INVALID_SPEC, "/notify",
-                          "notify is not available in this build");
-        goto out;
+    /* notify is the service's, whatever the kind: validated here, kept away from the kind's
+     * validator, and put back into the accepted spec. */
+    notify = json_object_get(spec, "notify");
+    if (notify != NULL) {
+        json_incref(notify);
+        json_object_del(spec, "notify");
+        rc = notify_validate(notify, err);
+        if (rc != LT_OK)
+            goto out;
     }
     rc = ops->validate(spec, err);
     if (rc != LT_OK)
         goto out;
+    if (notify != NULL && json_object_set(spec, "notify", notify) != 0) {
+        rc = lt_error_set(err, LT_ERR_NOMEM, NULL, "out of memory");
+        goto out;
+    }
     masked = json_deep_copy(spec);
     if (masked == NULL) {
         rc = lt_error_set(err, LT_ERR_NOMEM, NULL, "out of memory");
@@ -63,11 +74,14 @@ lt_status spec_parse(const char *body, size_t len, json_t **spec_out, json_t **m
     }
     if (ops->mask_secrets)
         ops->mask_secrets(masked);
+    notify_mask(json_object_get(masked, "notify"));
+    json_decref(notify);
     *spec_out = spec;
     *masked_out = masked;
     *ops_out = ops;
     return LT_OK;
 out:
+    json_decref(notify);
     json_decref(masked);
     json_decref(spec);
     return rc;

@@ -1,6 +1,6 @@
 /*
  * spec: the kind-independent half of run-spec validation — JSON decoding, the root object,
- * "kind", "name" — before the kind's own validator (runners/) checks the rest.
+ * "kind", "name", "notify" — before the kind's own validator (runners/) checks the rest.
  */
 #ifndef LT_SPEC_H
 #define LT_SPEC_H

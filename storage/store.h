@@ -1,5 +1,6 @@
 /*
- * store: durable state of loadtestd — runs and their per-second points.
+ * store: durable state of loadtestd — runs, their per-second points and the presets (named
+ * specs) runs are started from.
  *
  * The interface is backend-neutral: documents travel as JSON text, so a PostgreSQL backend can
  * implement the same functions for a fleet of daemons. The SQLite backend (store_sqlite.c) keeps
@@ -64,6 +65,7 @@ struct run_record {
     int64_t version;     /* bumped by every change; the ETag is built from id and version */
     char *idempotency_key; /* Idempotency-Key of the creating POST, or NULL; written by
                               store_insert_run only (reads leave it NULL) */
+    char *preset;          /* name of the preset the run was started from, or NULL */
 };
 
 /* Frees the strings of r and zeroes it. r may be NULL. */
@@ -75,6 +77,7 @@ struct run_filter {
     const char *kind;
     int status; /* enum run_status, or -1 for any (not 0: that filters on queued) */
     const char *name;
+    const char *preset; /* runs started from this preset */
     int64_t before_seq; /* only runs with seq < before_seq (the cursor); 0 = from the newest */
     int limit;          /* 1..1000 */
 };
@@ -101,7 +104,7 @@ lt_status store_get_run(struct store *st, const char *id, struct run_record *out
  * passed to fn is borrowed for the call only. Sets *more to 1 when further runs match beyond the
  * page (when fn stops early: when some match was not shown to fn); more may be NULL. fn returns
  * non-zero to stop early. fn runs with the store's reader lock held: it must not call
- * store_get_run, store_list_* or store_count_by_status (that would deadlock). */
+ * store_get_run, store_get_preset, store_list_* or store_count_by_status (that would deadlock). */
 lt_status store_list_runs(struct store *st, const struct run_filter *f,
                           int (*fn)(void *opaque, const struct run_record *r), void *opaque,
                           int *more);
@@ -145,6 +148,45 @@ lt_status store_mark_interrupted(struct store *st, int64_t now_ms, int *count);
 
 /* Counts runs by status into counts[7] (indexed by enum run_status). */
 lt_status store_count_by_status(struct store *st, int64_t counts[7]);
+
+/* ---- presets: named run specs ---- */
+
+#define PRESET_NAME_MAX  63 /* a name is 1..63 characters of [A-Za-z0-9_-] (a URL path segment) */
+#define PRESET_NAME_SIZE (PRESET_NAME_MAX + 1)
+
+/* One preset as stored. spec_json is the spec as submitted (no defaults filled) with its real
+ * secrets, so the preset can run: never hand it to a client unmasked. */
+struct preset_record {
+    char name[PRESET_NAME_SIZE];
+    char *spec_json;       /* owned; never NULL when stored */
+    int64_t created_at_ms; /* set by the store: the first put */
+    int64_t updated_at_ms; /* set by the caller of store_put_preset: now */
+    int64_t version;       /* 1 at creation, bumped by every replace; for the ETag */
+};
+
+/* Frees the strings of p and zeroes it. p may be NULL. */
+void preset_record_clear(struct preset_record *p);
+
+/* 1 when name is a valid preset name (1..PRESET_NAME_MAX of [A-Za-z0-9_-]). */
+int preset_name_ok(const char *name);
+
+/* Inserts or replaces preset p->name with p->spec_json, updated at p->updated_at_ms (a new one
+ * is also created then). Sets p->created_at_ms and p->version to the stored values and *created
+ * (may be NULL) to 1 when the preset did not exist. */
+lt_status store_put_preset(struct store *st, struct preset_record *p, int *created);
+
+/* Fills out (caller clears it) with preset name. LT_ERR_NOT_FOUND when there is none. */
+lt_status store_get_preset(struct store *st, const char *name, struct preset_record *out);
+
+/* Deletes preset name (runs started from it keep its name). LT_ERR_NOT_FOUND when unknown. */
+lt_status store_delete_preset(struct store *st, const char *name);
+
+/* Calls fn for each preset whose name sorts after `after` (NULL or "" = from the first), by
+ * name ascending (bytewise), at most limit (1..1000); the record is borrowed for the call only.
+ * *more (may be NULL) as for store_list_runs. Same locking rule for fn as store_list_runs. */
+lt_status store_list_presets(struct store *st, const char *after, int limit,
+                             int (*fn)(void *opaque, const struct preset_record *p), void *opaque,
+                             int *more);
 
 /* Test-only: sets the writer connection's PRAGMA max_page_count, so a unit test can make the
  * database "full" (SQLITE_FULL -> LT_ERR_UNAVAILABLE) and then give it room again. SQLite never

@@ -81,6 +81,17 @@ static const char *const migrations[] = {
     "ALTER TABLE runs ADD COLUMN idempotency_key TEXT;"
     "CREATE UNIQUE INDEX runs_idempotency_key ON runs(idempotency_key)"
     " WHERE idempotency_key IS NOT NULL;",
+    /* 3: presets (named specs kept with their real secrets, so they can run) and the preset a
+     * run was started from, indexed for "last passed run of this preset". */
+    "CREATE TABLE presets ("
+    " name TEXT PRIMARY KEY,"
+    " spec_json TEXT NOT NULL,"
+    " created_at_ms INTEGER NOT NULL,"
+    " updated_at_ms INTEGER NOT NULL,"
+    " version INTEGER NOT NULL DEFAULT 1"
+    ") WITHOUT ROWID;"
+    "ALTER TABLE runs ADD COLUMN preset TEXT;"
+    "CREATE INDEX runs_preset ON runs(preset);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -90,7 +101,9 @@ static const char *const migrations[] = {
 /* Columns of a run row, in the order row_to_record reads them. */
 #define RUN_COLUMNS                                                                                \
     "seq, id, kind, name, status, created_at_ms, started_at_ms, finished_at_ms, spec_json,"        \
-    " progress_json, result_json, verdict_json, error_json, version"
+    " progress_json, result_json, verdict_json, error_json, version, preset"
+
+#define PRESET_COLUMNS "name, spec_json, created_at_ms, updated_at_ms, version"
 
 enum stmt_id {
     S_BEGIN_IMMEDIATE,
@@ -106,14 +119,21 @@ enum stmt_id {
     S_LIST_POINTS,
     S_COUNT_BY_STATUS,
     S_FIND_IDEMPOTENT,
-    /* S_LIST_RUNS + mask, mask bit 0 = kind, 1 = status, 2 = name filter present. */
+    S_PRESET_VERSION,
+    S_INSERT_PRESET,
+    S_UPDATE_PRESET,
+    S_GET_PRESET,
+    S_DELETE_PRESET,
+    S_LIST_PRESETS,
+    /* S_LIST_RUNS + mask, mask bit 0 = kind, 1 = status, 2 = name, 3 = preset filter present. */
     S_LIST_RUNS,
-    S_COUNT = S_LIST_RUNS + 8
+    S_COUNT = S_LIST_RUNS + 16
 };
 
 #define LIST_BY_KIND   1
 #define LIST_BY_STATUS 2
 #define LIST_BY_NAME   4
+#define LIST_BY_PRESET 8
 
 /* SQL of every statement but the S_LIST_RUNS family, which list_runs_sql builds. */
 static const char *const stmt_sql[S_LIST_RUNS] = {
@@ -123,8 +143,8 @@ static const char *const stmt_sql[S_LIST_RUNS] = {
     [S_STATUS_OF] = "SELECT status FROM runs WHERE id = ?1",
     [S_INSERT_RUN] = "INSERT INTO runs (id, kind, name, status, created_at_ms, started_at_ms,"
                      " finished_at_ms, spec_json, progress_json, result_json, verdict_json,"
-                     " error_json, version, idempotency_key)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13)",
+                     " error_json, version, idempotency_key, preset)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?14)",
     /* NULL parameters keep the column: that is the "NULL / 0 = keep" rule of run_update. */
     [S_UPDATE_RUN] = "UPDATE runs SET status = COALESCE(?2, status),"
                      " started_at_ms = COALESCE(?3, started_at_ms),"
@@ -147,6 +167,17 @@ static const char *const stmt_sql[S_LIST_RUNS] = {
                       " ORDER BY t LIMIT ?3",
     [S_COUNT_BY_STATUS] = "SELECT status, COUNT(*) FROM runs GROUP BY status",
     [S_FIND_IDEMPOTENT] = "SELECT " RUN_COLUMNS " FROM runs WHERE idempotency_key = ?1",
+    [S_PRESET_VERSION] = "SELECT version FROM presets WHERE name = ?1",
+    [S_INSERT_PRESET] =
+        "INSERT INTO presets (name, spec_json, created_at_ms, updated_at_ms, version)"
+        " VALUES (?1, ?2, ?3, ?3, 1)",
+    [S_UPDATE_PRESET] = "UPDATE presets SET spec_json = ?2, updated_at_ms = ?3,"
+                        " version = version + 1 WHERE name = ?1",
+    [S_GET_PRESET] = "SELECT " PRESET_COLUMNS " FROM presets WHERE name = ?1",
+    [S_DELETE_PRESET] = "DELETE FROM presets WHERE name = ?1",
+    /* Names sort bytewise (BINARY collation): the cursor is the last name of the page. */
+    [S_LIST_PRESETS] = "SELECT " PRESET_COLUMNS " FROM presets WHERE name > ?1"
+                       " ORDER BY name LIMIT ?2",
 };
 
 static const char interrupted_error_json[] =
@@ -221,7 +252,34 @@ void run_record_clear(struct run_record *r)
     free(r->verdict_json);
     free(r->error_json);
     free(r->idempotency_key);
+    free(r->preset);
     memset(r, 0, sizeof(*r));
+}
+
+void preset_record_clear(struct preset_record *p)
+{
+    if (p == NULL)
+        return;
+    free(p->spec_json);
+    memset(p, 0, sizeof(*p));
+}
+
+int preset_name_ok(const char *name)
+{
+    size_t n;
+
+    if (name == NULL)
+        return 0;
+    n = strlen(name);
+    if (n < 1 || n > PRESET_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */
@@ -291,11 +349,12 @@ static lt_status bad_argument(const char *op, const char *what)
 static void list_runs_sql(int mask, char *buf, size_t len)
 {
     snprintf(buf, len,
-             "SELECT " RUN_COLUMNS " FROM runs WHERE seq < ?4%s%s%s"
+             "SELECT " RUN_COLUMNS " FROM runs WHERE seq < ?4%s%s%s%s"
              " ORDER BY seq DESC LIMIT ?5",
              (mask & LIST_BY_KIND) ? " AND kind = ?1" : "",
              (mask & LIST_BY_STATUS) ? " AND status = ?2" : "",
-             (mask & LIST_BY_NAME) ? " AND name = ?3" : "");
+             (mask & LIST_BY_NAME) ? " AND name = ?3" : "",
+             (mask & LIST_BY_PRESET) ? " AND preset = ?6" : "");
 }
 
 /* Sets *out to the cached statement id of c (borrowed), preparing it on first use. c->lock held.
@@ -668,7 +727,7 @@ static lt_status row_to_record(sqlite3_stmt *s, struct run_record *r)
         (res = column_dup(s, 12, &r->error_json)) != LT_OK)
         return res;
     r->version = sqlite3_column_int64(s, 13);
-    return LT_OK;
+    return column_dup(s, 14, &r->preset);
 }
 
 /* Looks up the status of run id on c inside the caller's transaction. Returns SQLITE_ROW with
@@ -747,6 +806,8 @@ lt_status store_insert_run(struct store *st, struct run_record *r)
         rc = bind_text(s, 12, r->error_json);
     if (rc == SQLITE_OK)
         rc = bind_text(s, 13, r->idempotency_key);
+    if (rc == SQLITE_OK)
+        rc = bind_text(s, 14, r->preset);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(s);
         if (rc == SQLITE_DONE)
@@ -1086,6 +1147,8 @@ lt_status store_list_runs(struct store *st, const struct run_filter *f,
         mask |= LIST_BY_STATUS;
     if (f->name != NULL)
         mask |= LIST_BY_NAME;
+    if (f->preset != NULL)
+        mask |= LIST_BY_PRESET;
 
     c = &st->r;
     conn_enter(c);
@@ -1096,6 +1159,8 @@ lt_status store_list_runs(struct store *st, const struct run_filter *f,
         rc = bind_text(s, 2, run_status_name((enum run_status)f->status));
     if (rc == SQLITE_OK && f->name != NULL)
         rc = bind_text(s, 3, f->name);
+    if (rc == SQLITE_OK && f->preset != NULL)
+        rc = bind_text(s, 6, f->preset);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(s, 4, f->before_seq > 0 ? f->before_seq : INT64_MAX);
     if (rc == SQLITE_OK)
@@ -1232,6 +1297,224 @@ lt_status store_count_by_status(struct store *st, int64_t counts[7])
         res = sql_fail(c, "count_by_status", NULL, rc);
     }
 out:
+    conn_leave(c);
+    return res;
+}
+
+/* ---- presets ------------------------------------------------------------------------------- */
+
+/* Fills p (zeroed by the caller) from the current row of a PRESET_COLUMNS statement. */
+static lt_status row_to_preset(sqlite3_stmt *s, struct preset_record *p)
+{
+    const unsigned char *text = sqlite3_column_text(s, 0);
+
+    snprintf(p->name, sizeof(p->name), "%s", text ? (const char *)text : "");
+    p->created_at_ms = sqlite3_column_int64(s, 2);
+    p->updated_at_ms = sqlite3_column_int64(s, 3);
+    p->version = sqlite3_column_int64(s, 4);
+    return column_dup(s, 1, &p->spec_json);
+}
+
+lt_status store_put_preset(struct store *st, struct preset_record *p, int *created)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    lt_status res = LT_OK;
+    int exists = 0;
+    int rc;
+
+    if (created != NULL)
+        *created = 0;
+    if (st == NULL || p == NULL || p->spec_json == NULL)
+        return bad_argument("put_preset", "store, preset or spec_json");
+    if (!preset_name_ok(p->name))
+        return bad_argument("put_preset", "name");
+
+    c = &st->w;
+    conn_enter(c);
+    rc = conn_exec(c, S_BEGIN_IMMEDIATE);
+    if (rc == SQLITE_OK)
+        rc = conn_stmt(c, S_PRESET_VERSION, &s);
+    if (rc == SQLITE_OK)
+        rc = bind_text(s, 1, p->name);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            exists = 1;
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+        }
+        sqlite3_reset(s);
+    }
+    if (rc == SQLITE_OK)
+        rc = conn_stmt(c, exists ? S_UPDATE_PRESET : S_INSERT_PRESET, &s);
+    if (rc == SQLITE_OK)
+        rc = bind_text(s, 1, p->name);
+    if (rc == SQLITE_OK)
+        rc = bind_text(s, 2, p->spec_json);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 3, p->updated_at_ms);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+        sqlite3_reset(s);
+    }
+    /* Read back inside the transaction: created_at survives a replace. */
+    if (rc == SQLITE_OK)
+        rc = conn_stmt(c, S_GET_PRESET, &s);
+    if (rc == SQLITE_OK)
+        rc = bind_text(s, 1, p->name);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            p->created_at_ms = sqlite3_column_int64(s, 2);
+            p->version = sqlite3_column_int64(s, 4);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_INTERNAL; /* just written */
+        }
+        sqlite3_reset(s);
+    }
+    if (rc == SQLITE_OK)
+        rc = conn_exec(c, S_COMMIT);
+    if (rc != SQLITE_OK) {
+        res = sql_fail(c, "put_preset", NULL, rc);
+        goto out;
+    }
+    if (created != NULL)
+        *created = !exists;
+out:
+    conn_leave(c);
+    return res;
+}
+
+lt_status store_delete_preset(struct store *st, const char *name)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    lt_status res = LT_OK;
+    int changed = 0;
+    int rc;
+
+    if (st == NULL || name == NULL)
+        return bad_argument("delete_preset", "store or name");
+    c = &st->w;
+    conn_enter(c);
+    rc = conn_exec(c, S_BEGIN_IMMEDIATE);
+    if (rc == SQLITE_OK)
+        rc = conn_stmt(c, S_DELETE_PRESET, &s);
+    if (rc == SQLITE_OK)
+        rc = bind_text(s, 1, name);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    if (rc == SQLITE_OK) {
+        changed = sqlite3_changes(c->db);
+        sqlite3_reset(s);
+        rc = conn_exec(c, S_COMMIT);
+    }
+    if (rc != SQLITE_OK)
+        res = sql_fail(c, "delete_preset", NULL, rc);
+    else if (changed == 0)
+        res = LT_ERR_NOT_FOUND;
+    conn_leave(c);
+    return res;
+}
+
+lt_status store_get_preset(struct store *st, const char *name, struct preset_record *out)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    lt_status res = LT_OK;
+    int rc;
+
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (st == NULL || name == NULL || out == NULL)
+        return bad_argument("get_preset", "store, name or record");
+    c = &st->r;
+    conn_enter(c);
+    rc = conn_stmt(c, S_GET_PRESET, &s);
+    if (rc == SQLITE_OK)
+        rc = bind_text(s, 1, name);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        res = LT_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        res = sql_fail(c, "get_preset", NULL, rc);
+        goto out;
+    }
+    res = row_to_preset(s, out);
+    if (res != LT_OK)
+        preset_record_clear(out);
+out:
+    conn_leave(c);
+    return res;
+}
+
+lt_status store_list_presets(struct store *st, const char *after, int limit,
+                             int (*fn)(void *opaque, const struct preset_record *p), void *opaque,
+                             int *more)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    struct preset_record rec;
+    lt_status res = LT_OK;
+    int seen = 0;
+    int rc;
+
+    memset(&rec, 0, sizeof(rec));
+    if (more != NULL)
+        *more = 0;
+    if (st == NULL || fn == NULL)
+        return bad_argument("list_presets", "store or callback");
+    if (limit < 1 || limit > 1000)
+        return bad_argument("list_presets", "limit");
+    c = &st->r;
+    conn_enter(c);
+    rc = conn_stmt(c, S_LIST_PRESETS, &s);
+    if (rc == SQLITE_OK)
+        rc = bind_text(s, 1, after ? after : "");
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(s, 2, limit + 1); /* one extra row tells whether there is more */
+    if (rc != SQLITE_OK) {
+        res = sql_fail(c, "list_presets", NULL, rc);
+        goto out;
+    }
+    for (;;) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW) {
+            res = sql_fail(c, "list_presets", NULL, rc);
+            goto out;
+        }
+        if (seen == limit) {
+            if (more != NULL)
+                *more = 1;
+            break;
+        }
+        res = row_to_preset(s, &rec);
+        if (res != LT_OK)
+            goto out;
+        seen++;
+        rc = fn(opaque, &rec);
+        preset_record_clear(&rec);
+        if (rc != 0) {
+            if (more != NULL && sqlite3_step(s) == SQLITE_ROW)
+                *more = 1;
+            break;
+        }
+    }
+out:
+    preset_record_clear(&rec);
     conn_leave(c);
     return res;
 }

@@ -12,14 +12,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *path = malloc(size + 1);
-    char id[LT_ID_SIZE];
+    char id[HTTP_SEGMENT_SIZE];
 
     if (path == NULL)
         return 0;
     memcpy(path, data, size);
     path[size] = '\0';
     for (const struct http_route *r = routes_table; r->method; r++) {
-        if (http_route_match(r->pattern, path, id) && strlen(id) >= LT_ID_SIZE)
+        if (http_route_match(r->pattern, path, id) && strlen(id) >= HTTP_SEGMENT_SIZE)
             abort(); /* an id must always fit */
     }
     free(path);

@@ -67,6 +67,7 @@ class Daemon:
         self.db = db or os.path.join(self.tmp, "loadtestd.db")
         self.log_path = os.path.join(self.tmp, "stderr.log")
         self.check_schema = check_schema
+        self.conn = None
         cmd = [args.loadtestd, "--listen", "127.0.0.1:0", "--db", self.db] + list(extra)
         self.log = open(self.log_path, "wb")
         full_env = dict(os.environ)
@@ -161,6 +162,40 @@ class Daemon:
             raise AssertionError("loadtestd did not exit within %ss of signal %d" % (timeout, sig))
         return rc, time.time() - t0
 
+    def clone(self):
+        """A second client of the same daemon with its own keep-alive connection, for another
+        thread (a Daemon's connection must not be shared between threads)."""
+        c = Daemon.__new__(Daemon)
+        c.__dict__.update(self.__dict__)
+        c.conn = None
+        return c
+
+    def points(self, run_id, since=0):
+        """The run's per-second points with t > since."""
+        a = self.get("/v1/runs/%s/timeseries?since=%d" % (run_id, since))
+        assert a.status == 200, a
+        return a.json["points"]
+
+    def wait_points(self, run_id, n, timeout=15):
+        """Polls until the run has at least n points; returns them."""
+        deadline = time.time() + timeout
+        pts = []
+        while time.time() < deadline:
+            pts = self.points(run_id)
+            if len(pts) >= n:
+                return pts
+            time.sleep(0.1)
+        raise AssertionError("run %s has %d points after %ss, wanted %d" % (run_id, len(pts),
+                                                                           timeout, n))
+
+    def rss_kib(self):
+        """The daemon's resident set size (VmRSS) in KiB."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS for pid %d" % self.proc.pid)
+
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
@@ -168,6 +203,21 @@ class Daemon:
         if self.conn:
             self.conn.close()
             self.conn = None
+
+
+def capacity_spec(url, duration=2, users=2, rate=10, name=None, timeout_ms=None, **extra):
+    """A capacity spec aimed at url; extra keys are set at the top level (e.g. thresholds)."""
+    s = {"kind": "capacity", "target": {"url": url},
+         "load": {"users": users, "rate_per_user": rate, "duration_s": duration}}
+    if name:
+        s["name"] = name
+    if timeout_ms is not None:
+        s["target"]["timeout_ms"] = timeout_ms
+    s.update(extra)
+    return s
+
+
+FINISHED = {"passed", "failed", "error", "cancelled", "interrupted"}
 
 
 class Target:

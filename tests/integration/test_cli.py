@@ -437,28 +437,41 @@ def test_list_table_json_and_cursor():
 def test_compare_p99_regression():
     d, t = shared()
     # 2 ms against 1000 ms: far apart even when a sanitizer build slows the daemon down.
-    fast = lt("run", spec_file(spec(t, path="/fixed?ms=2", name="fast", thresholds={})),
+    name = "cmp-%d" % os.getpid()
+    fast = lt("run", spec_file(spec(t, path="/fixed?ms=2", name=name, thresholds={})),
               "--wait", d=d)
-    slow = lt("run", spec_file(spec(t, path="/fixed?ms=1000", name="slow", thresholds={})),
+    slow = lt("run", spec_file(spec(t, path="/fixed?ms=1000", name=name, thresholds={})),
               "--wait", d=d)
     assert fast.returncode == 0 and slow.returncode == 0, (fast, slow)
     fast_id, slow_id = fast.stdout.splitlines()[0], slow.stdout.splitlines()[0]
     out = lt("compare", slow_id, fast_id, d=d)
-    assert out.returncode == 1 and "REGRESSION" in out.stdout, out
-    for metric in ("requests", "achieved_rps", "error_rate", "latency_p50_ms", "latency_p95_ms",
-                   "latency_p99_ms", "latency_max_ms"):
-        assert any(ln.split()[0] == metric for ln in out.stdout.splitlines() if ln.strip()), metric
+    assert out.returncode == 1 and "REGRESSION" in out.stdout.splitlines()[-1], out
+    rows = {ln.split()[0]: ln for ln in out.stdout.splitlines() if ln.strip()}
+    for metric in ("latency_ms.p50", "latency_ms.p95", "latency_ms.p99", "latency_ms.max",
+                   "service_time_ms.p99", "achieved_rps", "error_rate"):
+        assert metric in rows, (metric, out.stdout)
+    assert rows["latency_ms.p99"].split()[1] == "!", rows  # marked as regressed
     out = lt("compare", fast_id, slow_id, d=d)
-    assert out.returncode == 0 and "ok" in out.stdout.splitlines()[-1], out
-    out = lt("compare", slow_id, fast_id, "--max-regression-pct", "100000", d=d)
-    assert out.returncode == 0, out
-    out = lt("compare", slow_id, fast_id, "--json", d=d)
+    assert out.returncode == 0 and out.stdout.splitlines()[-1].startswith("ok"), out
+    # last_passed: the run before slow with the same name is fast.
+    out = lt("compare", slow_id, "last_passed", "--json", d=d)
     assert out.returncode == 1, out
     c = json.loads(out.stdout)
-    assert c["regression"] is True and c["run"] == slow_id and c["base"] == fast_id, c
-    p99 = c["metrics"]["latency_p99_ms"]
-    assert p99["run"] >= 1000 > p99["base"] and p99["change_pct"] > 10, p99
-    assert abs(p99["change"] - (p99["run"] - p99["base"])) < 1e-6, p99
+    assert c["regression"] is True and c["run"]["id"] == slow_id and c["base"]["id"] == fast_id, c
+    assert c["max_regression_pct"] == 10, c
+    p99 = [m for m in c["metrics"] if m["name"] == "latency_ms.p99"][0]
+    assert p99["run"] >= 1000 > p99["base"] and p99["delta_pct"] > 10 and p99["regressed"], p99
+    assert abs(p99["delta"] - (p99["run"] - p99["base"])) < 1e-6, p99
+    direct = d.get("/v1/runs/%s/compare?base=%s" % (slow_id, fast_id)).json
+    for key in ("run", "base", "regression", "summary", "max_regression_pct"):
+        assert c[key] == direct[key], (key, c, direct)
+    assert [m["name"] for m in c["metrics"]] == [m["name"] for m in direct["metrics"]], c
+    out = lt("compare", slow_id, fast_id, "--max-regression-pct", "1000", "--json", d=d)
+    assert json.loads(out.stdout)["max_regression_pct"] == 1000, out
+    out = lt("compare", slow_id, fast_id, "--max-regression-pct", "100000", d=d)
+    assert out.returncode == 3 and "0 to 1000" in out.stderr, out
+    out = lt("compare", fast_id, "last_passed", d=d)  # nothing passed before it with that name
+    assert out.returncode == 3 and "not_found" in out.stderr, out
     out = lt("compare", slow_id, "r0000000000000000000f", d=d)
     assert out.returncode == 3, out
 
@@ -610,6 +623,26 @@ def test_preset_on_a_daemon_without_presets():
     assert out.returncode == 3, out
 
 
+def test_run_preset_end_to_end():
+    d, t = shared()
+    name = "cli-preset-%d" % os.getpid()
+    put = d.request("PUT", "/v1/presets/" + name,
+                    body=spec(t, duration=5, users=1, rate=2, thresholds=LOOSE))
+    assert put.status == 201, put
+    junit = os.path.join(TMP, "preset.xml")
+    out = lt("run", "--preset", name, "--set", "load.duration_s=1", "--set", "load.users=2",
+             "--wait", "--junit", junit, d=d)
+    assert out.returncode == 0, out
+    run_id = out.stdout.splitlines()[0]
+    doc = d.get("/v1/runs/" + run_id).json
+    assert doc["preset"] == name and doc["name"] == name, doc
+    assert doc["spec"]["load"]["duration_s"] == 1 and doc["spec"]["load"]["users"] == 2, doc
+    assert doc["spec"]["load"]["rate_per_user"] == 2, doc  # from the preset
+    assert os.path.exists(junit)
+    out = lt("run", "--preset", name, "--set", "load.users=0", d=d)
+    assert out.returncode == 3 and "/load/users" in out.stderr, out
+
+
 # ---------------------------------------------------------------- terminal progress
 
 def test_terminal_progress_is_one_redrawn_line():
@@ -656,6 +689,7 @@ def main():
              test_list_table_json_and_cursor, test_compare_p99_regression,
              test_token_sent_and_never_printed, test_idempotency_key_replays_the_run,
              test_post_retries_keep_one_idempotency_key, test_preset_on_a_daemon_without_presets,
+             test_run_preset_end_to_end,
              test_terminal_progress_is_one_redrawn_line]
     try:
         rc = ltd.run_tests(tests)

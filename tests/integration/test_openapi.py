@@ -27,6 +27,7 @@ from openapi_check import OpenApi, pointer_join  # noqa: E402
 EXPECTED_OPERATIONS = {
     ("GET", "/healthz"): "getHealth",
     ("GET", "/v1/version"): "getVersion",
+    ("POST", "/v1/chatops/slack"): "slackCommand",  # chat-ops (issue #7)
     ("POST", "/v1/runs"): "createRun",
     ("GET", "/v1/runs"): "listRuns",
     ("GET", "/v1/runs/{id}"): "getRun",
@@ -37,6 +38,13 @@ EXPECTED_OPERATIONS = {
     ("GET", "/"): "getDashboard",
     ("GET", "/ui/{asset}"): "getDashboardAsset",
     ("GET", "/metrics"): "getMetrics",
+    # presets and baselines (issue #7)
+    ("GET", "/v1/runs/{id}/compare"): "compareRun",
+    ("GET", "/v1/presets"): "listPresets",
+    ("PUT", "/v1/presets/{name}"): "putPreset",
+    ("GET", "/v1/presets/{name}"): "getPreset",
+    ("DELETE", "/v1/presets/{name}"): "deletePreset",
+    ("POST", "/v1/presets/{name}/runs"): "createPresetRun",
     ("GET", "/v1/limits"): "getLimits",
 }
 
@@ -254,8 +262,9 @@ def test_api_md_specs_validate(ctx):
     problems = []
     for kind, spec in API_MD_SPECS.items():
         for variant, body in (("as in API.md", spec),
-                              ("with name and notify", dict(spec, name="nightly " + kind,
-                                                            notify={}))):
+                              ("with name and notify",
+                               dict(spec, name="nightly " + kind,
+                                    notify={"webhook_url": "http://127.0.0.1:9/hook"}))):
             lines = spec_errors(ctx.api, body)
             if lines:
                 problems.append("%s spec %s is rejected:\n%s" % (kind, variant, "\n".join(lines)))

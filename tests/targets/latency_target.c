@@ -43,6 +43,10 @@
  *   /slowbytes?chunked=C     a 200 written one byte per write(2), 200 us apart (C = 1: chunked
  *                            body, 0: Content-Length), Connection: close.
  *   /garbage                 "garbage\r\n\r\n" (no status line), then the connection closes.
+ * Misbehaviour for the fault tests (not counted; at once):
+ *   /reset                   no answer: the connection is reset (RST, no FIN).
+ *   /truncated               a 200 promising a 100-byte body (Content-Length) of which 11 bytes
+ *                            are sent, then the connection closes mid-answer.
  *   anything else            404 {"error":"not_found"}.
  *
  * Self-check by hand, expected "status_seconds" on the right:
@@ -122,6 +126,7 @@ struct request {
     const char *allow;    /* Allow header for a 405, else NULL */
     const char *raw;      /* written as it is on the socket, then the connection closes */
     int raw_slow;         /* ... one byte per write */
+    int reset;            /* after raw (may be ""): close with RST instead of FIN */
     int close;            /* Connection: close */
     long long chunk_n;    /* > 0: a chunked answer of chunk_n chunks of chunk_size bytes */
     long long chunk_size;
@@ -324,6 +329,22 @@ static void plan_garbage(struct MHD_Connection *c, struct request *r)
     r->answer_at_ns = r->arrival_ns;
 }
 
+static void plan_reset(struct MHD_Connection *c, struct request *r)
+{
+    (void)c;
+    r->raw = "";
+    r->reset = 1;
+    r->answer_at_ns = r->arrival_ns;
+}
+
+static void plan_truncated(struct MHD_Connection *c, struct request *r)
+{
+    (void)c;
+    r->raw = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+             "{\"ok\":true,";
+    r->answer_at_ns = r->arrival_ns;
+}
+
 static void plan_control_stall(struct MHD_Connection *c, struct request *r)
 {
     long long ms, after;
@@ -386,6 +407,8 @@ static const struct route {
     {NULL, "/http10", -1, plan_http10},
     {NULL, "/slowbytes", -1, plan_slowbytes},
     {NULL, "/garbage", -1, plan_garbage},
+    {NULL, "/reset", -1, plan_reset},
+    {NULL, "/truncated", -1, plan_truncated},
     {"POST", "/control/stall", -1, plan_control_stall},
     {"GET", "/control/stats", -1, plan_control_stats},
     {"POST", "/control/reset", -1, plan_control_reset},
@@ -472,6 +495,15 @@ static enum MHD_Result serve_raw(struct MHD_Connection *c, const struct request 
         off += (size_t)n;
         if (r->raw_slow)
             sleep_until(now_ns() + 200000);
+    }
+    if (r->reset) {
+        /* libmicrohttpd shuts the socket down (FIN) before it closes it, so a zero linger time
+         * alone would not reset it: connect(AF_UNSPEC) disconnects a TCP socket at once, with
+         * RST (Linux tcp_disconnect), and libmicrohttpd then closes a dead socket. */
+        struct sockaddr sa = {.sa_family = AF_UNSPEC};
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        connect(fd, &sa, sizeof(sa));
     }
     return MHD_NO; /* libmicrohttpd closes the connection */
 }

@@ -206,6 +206,16 @@ static void test_allowlist_default_is_loopback(void)
     CHECK(!v6_allowed(a, "::ffff:10.0.0.1", 80, 1));
     CHECK(!v6_allowed(a, "64:ff9b::a00:1", 80, 1));
     CHECK(!v6_allowed(a, "2002:a00:1::1", 80, 1));
+    /* "localhost" (and names below it) may reach loopback only, wherever it resolves. */
+    CHECK(lt_allow_name_matched(a, "localhost", 80) == LT_ALLOW_NAME_LOOPBACK);
+    CHECK(lt_allow_name_matched(a, "LocalHost.", 80) == LT_ALLOW_NAME_LOOPBACK);
+    CHECK(v4_allowed(a, "127.0.0.1", 80, LT_ALLOW_NAME_LOOPBACK));
+    CHECK(v4_allowed(a, "127.3.2.1", 80, LT_ALLOW_NAME_LOOPBACK));
+    CHECK(v6_allowed(a, "::1", 80, LT_ALLOW_NAME_LOOPBACK));
+    CHECK(!v4_allowed(a, "10.0.0.1", 80, LT_ALLOW_NAME_LOOPBACK));
+    CHECK(!v4_allowed(a, "169.254.169.254", 80, LT_ALLOW_NAME_LOOPBACK));
+    CHECK(!v6_allowed(a, "2001:db8::1", 80, LT_ALLOW_NAME_LOOPBACK));
+    CHECK(!v6_allowed(a, "::ffff:127.0.0.1", 80, LT_ALLOW_NAME_LOOPBACK));
     lt_allow_free(a);
 }
 
@@ -240,6 +250,18 @@ static void test_allowlist_entries(void)
     CHECK(lt_allow_host(a, "169.254.169.254", 80));
     CHECK(!lt_allow_host(a, "169.254.1.1", 80));
     CHECK(!lt_allow_host(a, "127.0.0.1", 80));
+    CHECK(lt_allow_name_matched(a, "api.internal", 8443) == 1);
+    CHECK(lt_allow_name_matched(a, "10.20.3.4", 80) == 0);
+    lt_allow_free(a);
+    /* An operator's "localhost" entry is loopback-only too; *.localhost names as well. */
+    a = lt_allow_new();
+    REQUIRE(a != NULL);
+    CHECK(lt_allow_add(a, "localhost:8080", err, sizeof(err)) == 0);
+    CHECK(lt_allow_add(a, "*.localhost", err, sizeof(err)) == 0);
+    CHECK(lt_allow_name_matched(a, "localhost", 8080) == LT_ALLOW_NAME_LOOPBACK);
+    CHECK(lt_allow_name_matched(a, "app.localhost", 80) == LT_ALLOW_NAME_LOOPBACK);
+    CHECK(v4_allowed(a, "127.0.0.1", 8080, LT_ALLOW_NAME_LOOPBACK));
+    CHECK(!v4_allowed(a, "10.0.0.1", 8080, LT_ALLOW_NAME_LOOPBACK));
     lt_allow_free(a);
 }
 

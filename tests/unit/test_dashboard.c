@@ -61,7 +61,7 @@ static void test_page_has_no_inline_script(void)
 
 static void test_asset_segment(void)
 {
-    char id[LT_ID_SIZE];
+    char id[HTTP_SEGMENT_SIZE];
 
     CHECK(http_route_match("/ui/{asset}", "/ui/app.js", id));
     CHECK_STR(id, "app.js");

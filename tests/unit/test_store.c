@@ -288,7 +288,7 @@ static void test_open_creates_schema(void)
     db_path(path, sizeof(path), "schema.db");
     st = open_ok(path);
     REQUIRE(st != NULL);
-    CHECK(raw_int(path, "PRAGMA user_version") == 2);
+    CHECK(raw_int(path, "PRAGMA user_version") == 3);
     CHECK(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
                         "('runs', 'points')") == 2);
     CHECK(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN "
@@ -942,12 +942,12 @@ static void test_reopen_keeps_everything(void)
     /* schema_version counts every schema change: a re-run migration would move it. */
     schema_cookie = raw_int(path, "PRAGMA schema_version");
     CHECK(schema_cookie > 0);
-    CHECK(raw_int(path, "PRAGMA user_version") == 2);
+    CHECK(raw_int(path, "PRAGMA user_version") == 3);
 
     st = open_ok(path);
     REQUIRE(st != NULL);
     CHECK(raw_int(path, "PRAGMA schema_version") == schema_cookie);
-    CHECK(raw_int(path, "PRAGMA user_version") == 2);
+    CHECK(raw_int(path, "PRAGMA user_version") == 3);
     for (i = 0; i < 3; i++) {
         REQUIRE(store_get_run(st, ids[i], &got) == LT_OK);
         CHECK(got.seq == seqs[i]);
@@ -1019,7 +1019,7 @@ static void test_failed_migration_rolls_back(void)
     st = open_ok(path);
     CHECK(st != NULL);
     store_free(st);
-    CHECK(raw_int(path, "PRAGMA user_version") == 2);
+    CHECK(raw_int(path, "PRAGMA user_version") == 3);
 }
 
 static void test_idempotency_keys(void)
@@ -1491,13 +1491,283 @@ static void test_concurrency(void)
     store_free(st);
 }
 
+/* ---- presets (schema v3) ------------------------------------------------------------------- */
+
+/* A database as loadtestd wrote it at schema version 2 (migrations 1 and 2 verbatim). */
+static const char v2_schema[] =
+    "CREATE TABLE runs ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " name TEXT,"
+    " status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'passed', 'failed', 'error',"
+    "  'cancelled', 'interrupted')),"
+    " created_at_ms INTEGER,"
+    " started_at_ms INTEGER,"
+    " finished_at_ms INTEGER,"
+    " spec_json TEXT NOT NULL,"
+    " progress_json TEXT,"
+    " result_json TEXT,"
+    " verdict_json TEXT,"
+    " error_json TEXT,"
+    " version INTEGER NOT NULL DEFAULT 1"
+    ");"
+    "CREATE INDEX runs_kind ON runs(kind);"
+    "CREATE INDEX runs_status ON runs(status);"
+    "CREATE INDEX runs_name ON runs(name);"
+    "CREATE TABLE points ("
+    " run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    " t INTEGER NOT NULL CHECK (t >= 0),"
+    " point_json TEXT NOT NULL,"
+    " PRIMARY KEY (run_id, t)"
+    ") WITHOUT ROWID;"
+    "ALTER TABLE runs ADD COLUMN idempotency_key TEXT;"
+    "CREATE UNIQUE INDEX runs_idempotency_key ON runs(idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL;"
+    "INSERT INTO runs (id, kind, name, status, created_at_ms, spec_json, result_json)"
+    " VALUES ('r000000000001aaaaaaaa', 'capacity', 'old', 'passed', 5, '{\"kind\":\"capacity\"}',"
+    " '{\"requests\":1}');"
+    "PRAGMA user_version = 2;";
+
+static void test_migrate_from_v2(void)
+{
+    char path[512];
+    struct store *st;
+    struct run_record r;
+    struct run_filter f = any_run(10);
+    struct seen_runs seen = {0};
+    int more = 0;
+
+    memset(&r, 0, sizeof(r));
+    db_path(path, sizeof(path), "v2.db");
+    REQUIRE(raw_exec(path, v2_schema) == SQLITE_OK);
+    REQUIRE(raw_int(path, "PRAGMA user_version") == 2);
+    st = open_ok(path);
+    REQUIRE(st != NULL);
+    CHECK(raw_int(path, "PRAGMA user_version") == 3);
+    CHECK(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                        "'presets'") == 1);
+    CHECK(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = "
+                        "'runs_preset'") == 1);
+    /* The old run is intact and has no preset. */
+    CHECK(store_get_run(st, "r000000000001aaaaaaaa", &r) == LT_OK);
+    CHECK_STR(r.name, "old");
+    CHECK_STR(r.result_json, "{\"requests\":1}");
+    CHECK(r.status == RUN_PASSED);
+    CHECK(r.preset == NULL);
+    run_record_clear(&r);
+    f.preset = "old";
+    CHECK(list(st, &f, &seen, &more) == LT_OK);
+    CHECK(seen.n == 0 && more == 0);
+    store_free(st);
+    /* Opening again migrates nothing. */
+    st = open_ok(path);
+    REQUIRE(st != NULL);
+    CHECK(raw_int(path, "PRAGMA user_version") == 3);
+    store_free(st);
+}
+
+struct seen_presets {
+    int n;
+    int stop_after;
+    char name[MAX_SEEN][PRESET_NAME_SIZE];
+    char spec[MAX_SEEN][128];
+};
+
+static int collect_preset(void *opaque, const struct preset_record *p)
+{
+    struct seen_presets *s = opaque;
+
+    if (s->n < MAX_SEEN) {
+        snprintf(s->name[s->n], sizeof(s->name[0]), "%s", p->name);
+        snprintf(s->spec[s->n], sizeof(s->spec[0]), "%s", p->spec_json);
+    }
+    s->n++;
+    return s->stop_after != 0 && s->n >= s->stop_after;
+}
+
+static lt_status put_preset(struct store *st, const char *name, const char *spec, int64_t now,
+                            int *created, struct preset_record *out)
+{
+    struct preset_record p;
+    lt_status res;
+
+    memset(&p, 0, sizeof(p));
+    snprintf(p.name, sizeof(p.name), "%s", name);
+    p.spec_json = strdup(spec);
+    p.updated_at_ms = now;
+    res = store_put_preset(st, &p, created);
+    if (out != NULL) {
+        *out = p;
+        return res;
+    }
+    preset_record_clear(&p);
+    return res;
+}
+
+static void test_presets_crud(void)
+{
+    char path[512];
+    struct store *st;
+    struct preset_record p, got;
+    struct seen_presets seen;
+    int created = -1, more = -1;
+    char long_name[PRESET_NAME_MAX + 2];
+
+    memset(&got, 0, sizeof(got));
+    db_path(path, sizeof(path), "presets.db");
+    st = open_ok(path);
+    REQUIRE(st != NULL);
+
+    /* Names: 1..63 of [A-Za-z0-9_-]. */
+    CHECK(preset_name_ok("a") && preset_name_ok("Smoke_test-2"));
+    memset(long_name, 'x', sizeof(long_name));
+    long_name[PRESET_NAME_MAX] = '\0';
+    CHECK(preset_name_ok(long_name));
+    long_name[PRESET_NAME_MAX] = 'x';
+    long_name[PRESET_NAME_MAX + 1] = '\0';
+    CHECK(!preset_name_ok(long_name));
+    CHECK(!preset_name_ok("") && !preset_name_ok("a b") && !preset_name_ok("a/b") &&
+          !preset_name_ok("é") && !preset_name_ok(NULL));
+    CHECK(put_preset(st, "a b", "{}", 1, &created, NULL) == LT_ERR_INTERNAL);
+
+    /* Create, then replace: created_at stays, version and updated_at move. */
+    CHECK(put_preset(st, "smoke", "{\"kind\":\"capacity\",\"secret\":\"s3\"}", 1000, &created,
+                     &p) == LT_OK);
+    CHECK(created == 1 && p.version == 1 && p.created_at_ms == 1000);
+    preset_record_clear(&p);
+    CHECK(store_get_preset(st, "smoke", &got) == LT_OK);
+    CHECK_STR(got.name, "smoke");
+    CHECK_STR(got.spec_json, "{\"kind\":\"capacity\",\"secret\":\"s3\"}"); /* real secrets kept */
+    CHECK(got.created_at_ms == 1000 && got.updated_at_ms == 1000 && got.version == 1);
+    preset_record_clear(&got);
+    CHECK(put_preset(st, "smoke", "{\"kind\":\"generate\"}", 2000, &created, &p) == LT_OK);
+    CHECK(created == 0 && p.version == 2 && p.created_at_ms == 1000);
+    preset_record_clear(&p);
+    CHECK(store_get_preset(st, "smoke", &got) == LT_OK);
+    CHECK_STR(got.spec_json, "{\"kind\":\"generate\"}");
+    CHECK(got.created_at_ms == 1000 && got.updated_at_ms == 2000 && got.version == 2);
+    preset_record_clear(&got);
+    CHECK(store_get_preset(st, "Smoke", &got) == LT_ERR_NOT_FOUND); /* case matters */
+
+    /* List: by name, bytewise ("B" < "a"), paged with the last name as cursor. */
+    CHECK(put_preset(st, "b", "{\"n\":\"b\"}", 3000, &created, NULL) == LT_OK && created);
+    CHECK(put_preset(st, "B", "{\"n\":\"B\"}", 3000, &created, NULL) == LT_OK && created);
+    CHECK(put_preset(st, "a", "{\"n\":\"a\"}", 3000, &created, NULL) == LT_OK && created);
+    memset(&seen, 0, sizeof(seen));
+    CHECK(store_list_presets(st, NULL, 1000, collect_preset, &seen, &more) == LT_OK);
+    CHECK(seen.n == 4 && more == 0);
+    CHECK_STR(seen.name[0], "B");
+    CHECK_STR(seen.name[1], "a");
+    CHECK_STR(seen.name[2], "b");
+    CHECK_STR(seen.name[3], "smoke");
+    CHECK_STR(seen.spec[1], "{\"n\":\"a\"}");
+    memset(&seen, 0, sizeof(seen));
+    CHECK(store_list_presets(st, "", 2, collect_preset, &seen, &more) == LT_OK);
+    CHECK(seen.n == 2 && more == 1);
+    CHECK_STR(seen.name[1], "a");
+    memset(&seen, 0, sizeof(seen));
+    CHECK(store_list_presets(st, "a", 2, collect_preset, &seen, &more) == LT_OK);
+    CHECK(seen.n == 2 && more == 0);
+    CHECK_STR(seen.name[0], "b");
+    CHECK_STR(seen.name[1], "smoke");
+    memset(&seen, 0, sizeof(seen));
+    seen.stop_after = 1;
+    CHECK(store_list_presets(st, NULL, 10, collect_preset, &seen, &more) == LT_OK);
+    CHECK(seen.n == 1 && more == 1);
+    CHECK(store_list_presets(st, NULL, 0, collect_preset, &seen, &more) == LT_ERR_INTERNAL);
+    CHECK(store_list_presets(st, NULL, 1001, collect_preset, &seen, &more) == LT_ERR_INTERNAL);
+
+    /* Delete. */
+    CHECK(store_delete_preset(st, "smoke") == LT_OK);
+    CHECK(store_get_preset(st, "smoke", &got) == LT_ERR_NOT_FOUND);
+    CHECK(store_delete_preset(st, "smoke") == LT_ERR_NOT_FOUND);
+    CHECK(raw_int(path, "SELECT COUNT(*) FROM presets") == 3);
+
+    /* Presets survive a reopen. */
+    store_free(st);
+    st = open_ok(path);
+    REQUIRE(st != NULL);
+    CHECK(store_get_preset(st, "a", &got) == LT_OK && got.version == 1);
+    preset_record_clear(&got);
+    store_free(st);
+}
+
+static void test_preset_filter(void)
+{
+    char path[512];
+    struct store *st;
+    struct run_record r, got;
+    struct run_filter f = any_run(10);
+    struct seen_runs seen = {0};
+    char ids[4][LT_ID_SIZE];
+    static const char *const presets[] = {"smoke", "smoke", NULL, "soak"};
+    int more = 0;
+
+    memset(&got, 0, sizeof(got));
+    db_path(path, sizeof(path), "preset_filter.db");
+    st = open_ok(path);
+    REQUIRE(st != NULL);
+    for (int i = 0; i < 4; i++) {
+        memset(&r, 0, sizeof(r));
+        lt_new_run_id(r.id);
+        r.id[LT_ID_LEN - 1] = (char)('0' + i); /* distinct even within one millisecond */
+        snprintf(r.kind, sizeof(r.kind), "capacity");
+        r.name = (char *)"same-name";
+        r.preset = (char *)presets[i];
+        r.status = i == 1 ? RUN_FAILED : RUN_PASSED;
+        r.created_at_ms = 1;
+        r.spec_json = (char *)"{}";
+        REQUIRE(store_insert_run(st, &r) == LT_OK);
+        memcpy(ids[i], r.id, LT_ID_SIZE);
+    }
+    CHECK(store_get_run(st, ids[0], &got) == LT_OK);
+    CHECK_STR(got.preset, "smoke");
+    run_record_clear(&got);
+    CHECK(store_get_run(st, ids[2], &got) == LT_OK);
+    CHECK(got.preset == NULL);
+    run_record_clear(&got);
+
+    f.preset = "smoke";
+    CHECK(list(st, &f, &seen, &more) == LT_OK);
+    CHECK(seen.n == 2 && more == 0);
+    CHECK_STR(seen.id[0], ids[1]); /* newest first */
+    CHECK_STR(seen.id[1], ids[0]);
+    f.status = RUN_PASSED; /* combined with other filters: "the last passed run of smoke" */
+    f.limit = 1;
+    CHECK(list(st, &f, &seen, &more) == LT_OK);
+    CHECK(seen.n == 1 && more == 0);
+    CHECK_STR(seen.id[0], ids[0]);
+    f.kind = "capacity";
+    f.name = "same-name";
+    CHECK(list(st, &f, &seen, &more) == LT_OK);
+    CHECK(seen.n == 1);
+    f.kind = "generate";
+    CHECK(list(st, &f, &seen, &more) == LT_OK);
+    CHECK(seen.n == 0);
+    f = any_run(10);
+    f.preset = "soak";
+    f.before_seq = 1; /* the cursor applies too */
+    CHECK(list(st, &f, &seen, &more) == LT_OK);
+    CHECK(seen.n == 0);
+    f.before_seq = 0;
+    CHECK(list(st, &f, &seen, &more) == LT_OK);
+    CHECK(seen.n == 1);
+    CHECK_STR(seen.id[0], ids[3]);
+    f.preset = "nope";
+    CHECK(list(st, &f, &seen, &more) == LT_OK);
+    CHECK(seen.n == 0);
+    store_free(st);
+}
+
 /* Removes the files the tests left in tmpdir, then tmpdir. */
 static void cleanup(void)
 {
     static const char *const names[] = {
-        "schema.db", "roundtrip.db",   "list.db",   "paging.db",      "update.db", "delete.db",
-        "points.db", "interrupted.db", "count.db",  "reopen.db",      "future.db", "halfway.db",
-        "full.db",   "readonly.db",    "locked.db", "concurrency.db",
+        "schema.db",      "roundtrip.db",   "list.db",        "paging.db",   "update.db",
+        "delete.db",      "points.db",      "interrupted.db", "count.db",    "reopen.db",
+        "future.db",      "halfway.db",     "full.db",        "readonly.db", "locked.db",
+        "concurrency.db", "idempotency.db", "v2.db",          "presets.db",  "preset_filter.db",
     };
     char path[512];
     size_t i;
@@ -1537,6 +1807,9 @@ int main(void)
     RUN(test_read_only_file_then_recovers);
     RUN(test_concurrency);
     RUN(test_idempotency_keys);
+    RUN(test_migrate_from_v2);
+    RUN(test_presets_crud);
+    RUN(test_preset_filter);
 
     rc = harness_report();
     cleanup();
