@@ -396,6 +396,25 @@ static int conn_exec(struct conn *c, enum stmt_id id)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Ends a one-statement change: steps s (prepared and bound by the caller; rc is how that went)
+ * to its end and commits the transaction. *changed (may be NULL) receives the rows s changed.
+ * Returns SQLITE_OK or the first failure; the caller's conn_leave rolls back after one. */
+static int step_commit(struct conn *c, sqlite3_stmt *s, int rc, int *changed)
+{
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    if (rc == SQLITE_OK) {
+        if (changed != NULL)
+            *changed = sqlite3_changes(c->db);
+        sqlite3_reset(s);
+        rc = conn_exec(c, S_COMMIT);
+    }
+    return rc;
+}
+
 static void conn_enter(struct conn *c)
 {
     pthread_mutex_lock(&c->lock);
@@ -884,15 +903,7 @@ lt_status store_update_run(struct store *st, const char *id, const struct run_up
         rc = bind_text(s, 7, u->verdict_json);
     if (rc == SQLITE_OK)
         rc = bind_text(s, 8, u->error_json);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
-    }
-    if (rc == SQLITE_OK) {
-        sqlite3_reset(s);
-        rc = conn_exec(c, S_COMMIT);
-    }
+    rc = step_commit(c, s, rc, NULL);
     if (rc != SQLITE_OK)
         res = sql_fail(c, "update_run", id, rc);
 out:
@@ -934,15 +945,7 @@ lt_status store_delete_run(struct store *st, const char *id)
     rc = conn_stmt(c, S_DELETE_RUN, &s);
     if (rc == SQLITE_OK)
         rc = bind_text(s, 1, id);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
-    }
-    if (rc == SQLITE_OK) {
-        sqlite3_reset(s);
-        rc = conn_exec(c, S_COMMIT);
-    }
+    rc = step_commit(c, s, rc, NULL);
     if (rc != SQLITE_OK)
         res = sql_fail(c, "delete_run", id, rc);
 out:
@@ -988,15 +991,7 @@ lt_status store_put_point(struct store *st, const char *id, int64_t t, const cha
         rc = sqlite3_bind_int64(s, 2, t);
     if (rc == SQLITE_OK)
         rc = bind_text(s, 3, point_json);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
-    }
-    if (rc == SQLITE_OK) {
-        sqlite3_reset(s);
-        rc = conn_exec(c, S_COMMIT);
-    }
+    rc = step_commit(c, s, rc, NULL);
     if (rc != SQLITE_OK)
         res = sql_fail(c, "put_point", id, rc);
 out:
@@ -1026,16 +1021,7 @@ lt_status store_mark_interrupted(struct store *st, int64_t now_ms, int *count)
         rc = bind_ms(s, 1, now_ms);
     if (rc == SQLITE_OK)
         rc = bind_text(s, 2, interrupted_error_json);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
-    }
-    if (rc == SQLITE_OK) {
-        changed = sqlite3_changes(c->db);
-        sqlite3_reset(s);
-        rc = conn_exec(c, S_COMMIT);
-    }
+    rc = step_commit(c, s, rc, &changed);
     if (rc != SQLITE_OK) {
         res = sql_fail(c, "mark_interrupted", NULL, rc);
         goto out;
@@ -1407,16 +1393,7 @@ lt_status store_delete_preset(struct store *st, const char *name)
         rc = conn_stmt(c, S_DELETE_PRESET, &s);
     if (rc == SQLITE_OK)
         rc = bind_text(s, 1, name);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
-    }
-    if (rc == SQLITE_OK) {
-        changed = sqlite3_changes(c->db);
-        sqlite3_reset(s);
-        rc = conn_exec(c, S_COMMIT);
-    }
+    rc = step_commit(c, s, rc, &changed);
     if (rc != SQLITE_OK)
         res = sql_fail(c, "delete_preset", NULL, rc);
     else if (changed == 0)
