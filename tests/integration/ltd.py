@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -203,6 +204,15 @@ class Daemon:
         if self.conn:
             self.conn.close()
             self.conn = None
+
+
+def free_port():
+    """A loopback port nothing listens on (bound once, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def capacity_spec(url, duration=2, users=2, rate=10, name=None, timeout_ms=None, **extra):

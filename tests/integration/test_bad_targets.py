@@ -4,7 +4,6 @@ middle of an answer, or a port where nothing listens. Each run must end (passed/
 errors counted by class in result.errors, or error with a clear message) within duration +
 timeout + a small slack, never hang nor crash the daemon, which keeps serving throughout."""
 
-import socket
 import sys
 import time
 
@@ -24,13 +23,7 @@ MODES = {
 }
 
 
-def free_port():
-    """A loopback port with nothing listening (bound once, then released)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = ltd.free_port
 
 
 def ratelimit_spec(url):

@@ -329,12 +329,7 @@ def test_timeout_cancels_and_exits_2():
     assert d.wait_status(run_id, FINAL)["status"] == "cancelled"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = ltd.free_port
 
 
 def test_unreachable_server_exits_3():

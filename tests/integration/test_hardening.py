@@ -7,7 +7,6 @@ nothing listens end with connect errors, which is all these tests need."""
 
 import os
 import signal
-import socket
 import tempfile
 import time
 
@@ -23,13 +22,7 @@ CAPS = ["--max-users", "5", "--max-total-rps", "20", "--max-duration-s", "10",
         "--max-generate-connections", "2"]
 
 
-def free_port():
-    """A loopback port nothing listens on (bound, read, closed)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = ltd.free_port
 
 
 def write_file(path, text):
