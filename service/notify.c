@@ -54,6 +54,7 @@
 #define NOTIFY_LAST_TRY_MS     1000
 #define NOTIFY_SWEEP_NS        (5LL * 1000 * 1000 * 1000)
 #define NOTIFY_SLACK_CHECKS    10 /* checks listed in a Slack message */
+#define SPEC_MASK_TEXT         "***"
 
 /* ---- the spec member ------------------------------------------------------------------------- */
 
@@ -116,31 +117,41 @@ lt_status notify_validate(json_t *notify, struct lt_error *err)
 void notify_mask(json_t *notify)
 {
     const char *url = json_string_value(json_object_get(notify, "webhook_url"));
+    static const CURLUPart hidden[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS,
+                                       CURLUPART_QUERY, CURLUPART_FRAGMENT};
+    char safe[NOTIFY_URL_MAX + 64];
+    char *path = NULL;
+    int secret = 0;
     CURLU *u;
-    char *part = NULL;
-    char *masked = NULL;
-    int changed = 0;
 
-    if (url == NULL || (u = curl_url()) == NULL)
+    if (url == NULL)
         return;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-        goto out;
-    if (curl_url_get(u, CURLUPART_PASSWORD, &part, 0) == CURLUE_OK) {
-        curl_url_set(u, CURLUPART_PASSWORD, "***", 0);
-        changed = 1;
+    /* Anything but scheme, host and port may be a credential: a user or password, a token in
+     * the query, or the path itself (a Slack incoming webhook's path is its secret). */
+    u = curl_url();
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+        secret = 1;
+    } else {
+        for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]) && !secret; i++) {
+            char *part = NULL;
+            if (curl_url_get(u, hidden[i], &part, 0) == CURLUE_OK && part && part[0])
+                secret = 1;
+            curl_free(part);
+        }
+        if (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path &&
+            strcmp(path, "/") != 0 && path[0])
+            secret = 1;
+        curl_free(path);
     }
-    curl_free(part);
-    part = NULL;
-    if (curl_url_get(u, CURLUPART_QUERY, &part, 0) == CURLUE_OK) {
-        curl_url_set(u, CURLUPART_QUERY, "***", 0);
-        changed = 1;
-    }
-    curl_free(part);
-    if (changed && curl_url_get(u, CURLUPART_URL, &masked, 0) == CURLUE_OK)
-        json_object_set_new(notify, "webhook_url", json_string(masked));
-    curl_free(masked);
-out:
     curl_url_cleanup(u);
+    if (!secret)
+        return;
+    notify_safe_url(url, safe, sizeof(safe) - 4);
+    if (strcmp(safe, "(unparsable)") == 0)
+        snprintf(safe, sizeof(safe), "%s", SPEC_MASK_TEXT);
+    else
+        strcat(safe, "/" SPEC_MASK_TEXT);
+    json_object_set_new(notify, "webhook_url", json_string(safe));
 }
 
 int notify_target_from_spec(const json_t *notify, struct notify_target *t)

@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lt_json.h"
 #include "routes.h"
 #include "runner.h"
+#include "spec.h"
 
 #define PRESETS_LIMIT_DEFAULT 50
 #define PRESETS_LIMIT_MAX     1000
@@ -59,9 +61,9 @@ json_t *presets_merge_patch(json_t *target, const json_t *patch)
     return merge(target, patch, 0);
 }
 
-/* The masked form of stored spec text (new; caller decrefs): the kind's mask_secrets on a copy.
- * A spec whose kind is unknown (a later build dropped it) is hidden entirely rather than shown
- * unmasked. */
+/* The masked form of stored spec text (new; caller decrefs): spec_mask on a copy, the same
+ * masking run documents get. A spec whose kind is unknown (a later build dropped it) is hidden
+ * entirely rather than shown unmasked. */
 static json_t *masked_spec(const char *spec_json)
 {
     json_t *spec = spec_json ? json_loads(spec_json, 0, NULL) : NULL;
@@ -81,8 +83,7 @@ static json_t *masked_spec(const char *spec_json)
             json_object_set_new(spec, "kind", kind);
         return spec;
     }
-    if (ops->mask_secrets)
-        ops->mask_secrets(spec);
+    spec_mask(spec, ops);
     return spec;
 }
 

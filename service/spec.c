@@ -1,10 +1,18 @@
 /* spec: decoding and the kind-independent checks of a posted run spec (kind, name, notify). */
 #include "spec.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "lt_json.h"
 #include "notify.h"
+
+void spec_mask(json_t *spec, const struct runner_ops *ops)
+{
+    if (ops != NULL && ops->mask_secrets)
+        ops->mask_secrets(spec);
+    notify_mask(json_object_get(spec, "notify"));
+}
 
 lt_status spec_parse(const char *body, size_t len, json_t **spec_out, json_t **masked_out,
                      const struct runner_ops **ops_out, struct lt_error *err)
@@ -72,9 +80,7 @@ lt_status spec_parse(const char *body, size_t len, json_t **spec_out, json_t **m
         rc = lt_error_set(err, LT_ERR_NOMEM, NULL, "out of memory");
         goto out;
     }
-    if (ops->mask_secrets)
-        ops->mask_secrets(masked);
-    notify_mask(json_object_get(masked, "notify"));
+    spec_mask(masked, ops);
     json_decref(notify);
     *spec_out = spec;
     *masked_out = masked;

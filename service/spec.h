@@ -20,4 +20,9 @@
 lt_status spec_parse(const char *body, size_t len, json_t **spec, json_t **masked,
                      const struct runner_ops **ops, struct lt_error *err);
 
+/* Masks spec (borrowed, modified in place) for an answer: the kind's secrets (ops->mask_secrets;
+ * ops may be NULL) and the notify member's webhook URL (notify_mask). The one masking function
+ * of the service: run documents and presets both use it. */
+void spec_mask(json_t *spec, const struct runner_ops *ops);
+
 #endif

@@ -445,6 +445,41 @@ def test_other_kinds_baseline_threshold():
         bt.stop()
 
 
+# ---------------------------------------------------------------- review fixes
+
+HOOK = "https://u:pw-7c1e@127.0.0.1:1/x?token=abc-9d2f"
+
+
+def test_preset_answers_mask_the_webhook_url():
+    d, t = shared()
+    spec = capacity(t)
+    spec["notify"] = {"webhook_url": HOOK}
+    answers = [put(d, "hooked", spec), put(d, "hooked", spec), d.get("/v1/presets/hooked"),
+               d.get("/v1/presets")]
+    assert answers[0].status == 201 and answers[1].status == 200, answers
+    for a in answers:
+        assert b"pw-7c1e" not in a.raw and b"abc-9d2f" not in a.raw, a
+    assert answers[2].json["spec"]["notify"]["webhook_url"] == "https://127.0.0.1:1/***", answers
+    # A Slack incoming webhook's path and a token as the user part are secrets too.
+    for url, secret in (("http://127.0.0.1:1/services/T0AAA/B0BBB/slackSecret77", b"slackSecret77"),
+                        ("https://tokenUser88@127.0.0.1:1/", b"tokenUser88")):
+        spec["notify"] = {"webhook_url": url}
+        a = put(d, "hooked", spec)
+        assert a.status == 200 and secret not in a.raw, a
+        assert a.json["spec"]["notify"]["webhook_url"].endswith(":1/***"), a.json
+        r = d.post("/v1/runs", dict(spec, load={"users": 1, "rate_per_user": 1, "duration_s": 1}))
+        assert r.status == 202 and secret not in r.raw, r
+        assert secret not in d.get("/v1/runs/" + r.json["id"]).raw
+        wait(d, r.json["id"])
+    # A webhook URL without anything secret is shown as it is.
+    spec["notify"] = {"webhook_url": "http://127.0.0.1:1/"}
+    a = put(d, "hooked", spec)
+    assert a.json["spec"]["notify"]["webhook_url"] == "http://127.0.0.1:1/", a.json
+    for word in ("pw-7c1e", "abc-9d2f", "slackSecret77", "tokenUser88"):
+        assert word not in d.log_text(), word
+    assert d.request("DELETE", "/v1/presets/hooked").status == 204
+
+
 def test_preset_column_survives_restart():
     d, t = shared()
     assert put(d, "restart", capacity(t)).status == 201
@@ -468,6 +503,7 @@ if __name__ == "__main__":
              test_invalid_overrides_name_the_field, test_idempotency_key_on_preset_runs,
              test_tokens, test_compare_by_id_and_last_passed, test_compare_errors,
              test_regression_threshold_fails_a_slower_run, test_other_kinds_baseline_threshold,
+             test_preset_answers_mask_the_webhook_url, 
              test_preset_column_survives_restart]
     try:
         rc = ltd.run_tests(tests)
