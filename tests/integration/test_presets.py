@@ -480,6 +480,46 @@ def test_preset_answers_mask_the_webhook_url():
     assert d.request("DELETE", "/v1/presets/hooked").status == 204
 
 
+def test_masked_placeholder_refused():
+    d, t = shared()
+    gen = {"kind": "generate", "database": {"dsn": "postgresql://loader:***@127.0.0.1:1/traces"},
+           "rows": 10, "dim": 4, "index": {"build": "none"}}
+    cap = capacity(t)
+    cap["target"]["headers"]["X-Api-Key"] = "***"
+    hook = capacity(t)
+    hook["notify"] = {"webhook_url": "https://127.0.0.1:1/***"}
+    userinfo = capacity(t)
+    userinfo["target"]["url"] = t.base.replace("http://", "http://me:***@") + "/fixed?ms=1"
+    cases = [(cap, "/target/headers/X-Api-Key"), (gen, "/database/dsn"),
+             (hook, "/notify/webhook_url"), (userinfo, "/target/url")]
+    for spec, field in cases:
+        for a in (put(d, "placeholder", spec), d.post("/v1/runs", spec)):
+            assert a.status == 400, (field, a)
+            err = a.json["error"]
+            assert err["code"] == "invalid_spec" and err["field"] == field, (field, a)
+            assert "masked placeholder" in err["message"], a
+    assert d.get("/v1/presets/placeholder").status == 404
+    # What GET answers, PUT back unchanged, is refused rather than stored as the secret.
+    assert put(d, "placeholder", capacity(t)).status == 201
+    back = d.get("/v1/presets/placeholder").json["spec"]
+    a = put(d, "placeholder", back)
+    assert a.status == 400 and a.json["error"]["field"] == "/target/headers/X-Api-Key", a
+    # ... and so are overrides that send it.
+    a = start(d, "placeholder", {"target": {"headers": {"X-Api-Key": "***"}}})
+    assert a.status == 400 and a.json["error"]["field"] == "/target/headers/X-Api-Key", a
+    # "***" where no secret goes is just text.
+    ok = capacity(t)
+    ok["name"] = "*** release ***"
+    ok["target"]["headers"]["X-Trace"] = "***"
+    a = put(d, "placeholder", ok)
+    assert a.status == 200 and a.json["spec"]["target"]["headers"]["X-Trace"] == "***", a
+    con = sqlite3.connect("file:%s?mode=ro" % d.db, uri=True)
+    (stored,) = con.execute("SELECT spec_json FROM presets WHERE name = 'placeholder'").fetchone()
+    con.close()
+    assert "k-3f9a1c77e0" in stored  # the real key, never "***"
+    assert d.request("DELETE", "/v1/presets/placeholder").status == 204
+
+
 def test_preset_column_survives_restart():
     d, t = shared()
     assert put(d, "restart", capacity(t)).status == 201
@@ -503,7 +543,7 @@ if __name__ == "__main__":
              test_invalid_overrides_name_the_field, test_idempotency_key_on_preset_runs,
              test_tokens, test_compare_by_id_and_last_passed, test_compare_errors,
              test_regression_threshold_fails_a_slower_run, test_other_kinds_baseline_threshold,
-             test_preset_answers_mask_the_webhook_url, 
+             test_preset_answers_mask_the_webhook_url, test_masked_placeholder_refused, 
              test_preset_column_survives_restart]
     try:
         rc = ltd.run_tests(tests)
