@@ -213,7 +213,9 @@ def test_invalid_overrides_name_the_field():
         ({"bogus": 1}, 400, "invalid_spec", "/bogus"),
         ({"kind": "ratelimit"}, 400, "invalid_spec", None),
         ({"target": {"url": None}}, 400, "invalid_spec", "/target/url"),
-        ({"target": {"url": "http://192.0.2.1/"}}, 403, "forbidden_target", "/target/url"),
+        # (with the stored key replaced: else the key would be refused first, see below)
+        ({"target": {"url": "http://192.0.2.1/", "headers": {"X-Api-Key": "other"}}}, 403,
+         "forbidden_target", "/target/url"),
         ([1], 400, "invalid_spec", None),
     ]
     for body, status, code, field in cases:
@@ -520,6 +522,32 @@ def test_masked_placeholder_refused():
     assert d.request("DELETE", "/v1/presets/placeholder").status == 204
 
 
+def test_overrides_cannot_send_stored_secrets_elsewhere():
+    d, t = shared()
+    assert put(d, "pinned", capacity(t)).status == 201
+    port = int(t.base.rsplit(":", 1)[1])
+    runs = len(d.get("/v1/runs?limit=1000").json["runs"])
+    for url in ("http://127.0.0.1:1/fixed?ms=2", "http://localhost:%d/fixed?ms=2" % port,
+                t.base.replace("http://", "https://") + "/fixed?ms=2"):
+        a = start(d, "pinned", {"target": {"url": url}})
+        assert a.status == 400, (url, a)
+        err = a.json["error"]
+        assert err["code"] == "invalid_spec" and err["field"] == "/target/url", a
+        assert "/target/headers/X-Api-Key" in err["message"] and "PUT" in err["message"], a
+        assert b"k-3f9a1c77e0" not in a.raw, a
+    assert len(d.get("/v1/runs?limit=1000").json["runs"]) == runs, "a refused override ran"
+    # Same endpoint, other path: fine. Another endpoint with the secret replaced or removed: fine.
+    ok = [start(d, "pinned", {"target": {"url": t.base + "/fixed?ms=1"}}),
+          start(d, "pinned", {"target": {"url": "http://127.0.0.1:1/x",
+                                         "headers": {"X-Api-Key": "mine"}}}),
+          start(d, "pinned", {"target": {"url": "http://127.0.0.1:1/x",
+                                         "headers": {"X-Api-Key": None}}})]
+    for a in ok:
+        assert a.status == 202, a
+        wait(d, a.json["id"])
+    assert d.request("DELETE", "/v1/presets/pinned").status == 204
+
+
 def test_preset_column_survives_restart():
     d, t = shared()
     assert put(d, "restart", capacity(t)).status == 201
@@ -543,7 +571,7 @@ if __name__ == "__main__":
              test_invalid_overrides_name_the_field, test_idempotency_key_on_preset_runs,
              test_tokens, test_compare_by_id_and_last_passed, test_compare_errors,
              test_regression_threshold_fails_a_slower_run, test_other_kinds_baseline_threshold,
-             test_preset_answers_mask_the_webhook_url, test_masked_placeholder_refused, 
+             test_preset_answers_mask_the_webhook_url, test_masked_placeholder_refused, test_overrides_cannot_send_stored_secrets_elsewhere, 
              test_preset_column_survives_restart]
     try:
         rc = ltd.run_tests(tests)
