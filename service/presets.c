@@ -106,9 +106,19 @@ static json_t *preset_document(const struct preset_record *p)
                      "updated_at", updated, "version", (json_int_t)p->version);
 }
 
+/* The version alone repeats when a preset is deleted and created again (it restarts at 1), so
+ * the tag also carries a hash of the creation time and the stored spec. */
 static void preset_etag(const struct preset_record *p, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "\"p-%s-v%lld\"", p->name, (long long)p->version);
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 */
+    char created[32];
+
+    snprintf(created, sizeof(created), "%lld:", (long long)p->created_at_ms);
+    for (const char *c = created; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    for (const char *c = p->spec_json ? p->spec_json : ""; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    snprintf(out, outlen, "\"p-v%lld-%016llx\"", (long long)p->version, (unsigned long long)h);
 }
 
 static void store_failed(struct http_response *resp, lt_status st, const char *what)

@@ -548,6 +548,20 @@ def test_overrides_cannot_send_stored_secrets_elsewhere():
     assert d.request("DELETE", "/v1/presets/pinned").status == 204
 
 
+def test_etag_differs_after_recreate():
+    d, t = shared()
+    a = put(d, "reborn", capacity(t))
+    assert a.status == 201, a
+    old = a.header("ETag")
+    assert d.request("DELETE", "/v1/presets/reborn").status == 204
+    b = put(d, "reborn", capacity(t, users=3))
+    assert b.status == 201 and b.json["version"] == a.json["version"], b
+    assert b.header("ETag") != old, (old, b.header("ETag"))
+    g = d.get("/v1/presets/reborn", headers={"If-None-Match": old})
+    assert g.status == 200 and g.json["spec"]["load"]["users"] == 3, g
+    assert d.request("DELETE", "/v1/presets/reborn").status == 204
+
+
 def test_preset_column_survives_restart():
     d, t = shared()
     assert put(d, "restart", capacity(t)).status == 201
@@ -571,7 +585,8 @@ if __name__ == "__main__":
              test_invalid_overrides_name_the_field, test_idempotency_key_on_preset_runs,
              test_tokens, test_compare_by_id_and_last_passed, test_compare_errors,
              test_regression_threshold_fails_a_slower_run, test_other_kinds_baseline_threshold,
-             test_preset_answers_mask_the_webhook_url, test_masked_placeholder_refused, test_overrides_cannot_send_stored_secrets_elsewhere, 
+             test_preset_answers_mask_the_webhook_url, test_masked_placeholder_refused,
+             test_overrides_cannot_send_stored_secrets_elsewhere, test_etag_differs_after_recreate,
              test_preset_column_survives_restart]
     try:
         rc = ltd.run_tests(tests)
