@@ -234,19 +234,83 @@ json_t *notify_summary(const struct run_record *r)
     return doc;
 }
 
-/* Appends s to buf (cap bytes) with Slack's mrkdwn control characters escaped. */
-static void slack_append(char *buf, size_t cap, const char *s)
+/* The length of the UTF-8 character at p, or 0 when p does not start a valid one. */
+static size_t utf8_char_len(const unsigned char *p)
 {
-    size_t n = strlen(buf);
+    size_t len;
 
-    for (; s && *s && n + 6 < cap; s++) {
-        const char *rep = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : NULL;
-        if (rep) {
-            memcpy(buf + n, rep, strlen(rep));
-            n += strlen(rep);
-        } else {
-            buf[n++] = *s;
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        len = 2;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        len = 3;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    }
+    return len;
+}
+
+/* What the character at p becomes in mrkdwn: *out (escape or the bytes themselves), its length
+ * *outlen; returns the bytes of p it consumes. An invalid byte becomes '?'. */
+static size_t mrkdwn_piece(const unsigned char *p, const char **out, size_t *outlen)
+{
+    size_t len = utf8_char_len(p);
+
+    *out = (const char *)p;
+    *outlen = len;
+    if (*p == '&' || *p == '<' || *p == '>') {
+        *out = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : "&gt;";
+        *outlen = strlen(*out);
+    } else if (len == 0) {
+        *out = "?";
+        *outlen = len = 1;
+    }
+    return len;
+}
+
+void notify_mrkdwn_append(char *buf, size_t cap, const char *s)
+{
+    static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026 */
+    const size_t ell = sizeof(ellipsis) - 1;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n, total = 0, outlen;
+    const char *out;
+
+    if (cap == 0 || s == NULL)
+        return;
+    n = strnlen(buf, cap - 1);
+    for (const unsigned char *q = p; *q;) {
+        q += mrkdwn_piece(q, &out, &outlen);
+        total += outlen;
+    }
+    if (n + total + 1 <= cap) { /* all of it fits */
+        for (; *p;) {
+            p += mrkdwn_piece(p, &out, &outlen);
+            memcpy(buf + n, out, outlen);
+            n += outlen;
         }
+        buf[n] = '\0';
+        return;
+    }
+    /* Cut at a character boundary and say so: a cut inside a character would be invalid UTF-8,
+     * which the JSON encoder refuses. */
+    for (; *p;) {
+        size_t used = mrkdwn_piece(p, &out, &outlen);
+        if (n + outlen + ell + 1 > cap)
+            break;
+        memcpy(buf + n, out, outlen);
+        n += outlen;
+        p += used;
+    }
+    if (n + ell + 1 <= cap) {
+        memcpy(buf + n, ellipsis, ell);
+        n += ell;
     }
     buf[n] = '\0';
 }
@@ -277,18 +341,18 @@ json_t *notify_slack_message(const struct run_record *r, int in_channel)
     json_t *msg;
 
     snprintf(line, sizeof(line), "%s Run `%s` (%s", status_emoji(r->status), r->id, r->kind);
-    slack_append(text, sizeof(text), line);
+    notify_mrkdwn_append(text, sizeof(text), line);
     if (r->name) {
-        slack_append(text, sizeof(text), ", ");
-        slack_append(text, sizeof(text), r->name);
+        notify_mrkdwn_append(text, sizeof(text), ", ");
+        notify_mrkdwn_append(text, sizeof(text), r->name);
     }
     snprintf(line, sizeof(line), ") *%s*", run_status_name(r->status));
-    slack_append(text, sizeof(text), line);
+    notify_mrkdwn_append(text, sizeof(text), line);
     const char *summary = json_string_value(json_object_get(v, "summary"));
     const char *emsg = json_string_value(json_object_get(e, "message"));
     if (summary || emsg) {
-        slack_append(text, sizeof(text), ": ");
-        slack_append(text, sizeof(text), summary ? summary : emsg);
+        notify_mrkdwn_append(text, sizeof(text), ": ");
+        notify_mrkdwn_append(text, sizeof(text), summary ? summary : emsg);
     }
     json_array_append_new(blocks, json_pack("{s:s, s:{s:s, s:s}}", "type", "section", "text",
                                             "type", "mrkdwn", "text", text));
@@ -304,7 +368,7 @@ json_t *notify_slack_message(const struct run_record *r, int in_channel)
                  cname ? cname : "?", op ? op : "?",
                  json_is_number(thr) ? json_number_value(thr) : 0.0,
                  json_is_number(obs) ? json_number_value(obs) : 0.0);
-        slack_append(checks, sizeof(checks), line);
+        notify_mrkdwn_append(checks, sizeof(checks), line);
     }
     if (checks[0])
         json_array_append_new(blocks, json_pack("{s:s, s:{s:s, s:s}}", "type", "section", "text",

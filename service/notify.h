@@ -52,6 +52,11 @@ lt_status notify_validate(json_t *notify, struct lt_error *err);
  * is borrowed and modified in place; NULL is fine. Called through spec_mask (spec.h). */
 void notify_mask(json_t *notify);
 
+/* Appends s (borrowed) to the NUL-terminated buf of cap bytes with Slack's mrkdwn control
+ * characters (& < >) escaped. When it does not all fit, it is cut at a UTF-8 character boundary
+ * and "…" is appended, so buf stays valid UTF-8; an invalid input byte becomes '?'. */
+void notify_mrkdwn_append(char *buf, size_t cap, const char *s);
+
 /* Fills t from a validated notify object (borrowed). Returns 0, or -1 when there is none. */
 int notify_target_from_spec(const json_t *notify, struct notify_target *t);
 

@@ -463,23 +463,6 @@ int slack_secret_load(const char *file, const char *env_value, char *out, size_t
 
 /* ---- the handler ----------------------------------------------------------------------------- */
 
-/* Appends s to buf (cap bytes) with Slack's mrkdwn control characters escaped. */
-static void esc_append(char *buf, size_t cap, const char *s)
-{
-    size_t n = strlen(buf);
-
-    for (; s && *s && n + 6 < cap; s++) {
-        const char *rep = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : NULL;
-        if (rep) {
-            memcpy(buf + n, rep, strlen(rep));
-            n += strlen(rep);
-        } else {
-            buf[n++] = *s;
-        }
-    }
-    buf[n] = '\0';
-}
-
 static void answer(struct http_response *resp, int in_channel, const char *text)
 {
     resp->status = 200;
@@ -506,23 +489,23 @@ static void describe_run(const struct run_record *r, char *out, size_t cap)
     json_t *p = r->progress_json ? json_loads(r->progress_json, 0, NULL) : NULL;
 
     snprintf(line, sizeof(line), "Run `%s` (%s", r->id, r->kind);
-    esc_append(out, cap, line);
+    notify_mrkdwn_append(out, cap, line);
     if (r->name) {
-        esc_append(out, cap, ", ");
-        esc_append(out, cap, r->name);
+        notify_mrkdwn_append(out, cap, ", ");
+        notify_mrkdwn_append(out, cap, r->name);
     }
     snprintf(line, sizeof(line), "): *%s*", run_status_name(r->status));
-    esc_append(out, cap, line);
+    notify_mrkdwn_append(out, cap, line);
     if (r->status == RUN_RUNNING && json_is_number(json_object_get(p, "fraction"))) {
         snprintf(line, sizeof(line), " %.0f%%",
                  100.0 * json_number_value(json_object_get(p, "fraction")));
-        esc_append(out, cap, line);
+        notify_mrkdwn_append(out, cap, line);
     }
     const char *summary = json_string_value(json_object_get(v, "summary"));
     const char *emsg = json_string_value(json_object_get(e, "message"));
     if (summary || emsg) {
-        esc_append(out, cap, " — ");
-        esc_append(out, cap, summary ? summary : emsg);
+        notify_mrkdwn_append(out, cap, " — ");
+        notify_mrkdwn_append(out, cap, summary ? summary : emsg);
     }
     json_decref(v);
     json_decref(e);
@@ -673,11 +656,11 @@ static void do_run(struct http_request *req, struct http_response *resp,
                            &replayed, &err);
     if (st != LT_OK) {
         snprintf(text, sizeof(text), "Could not start preset `%s`: ", cmd->arg);
-        esc_append(text, sizeof(text), err.message);
+        notify_mrkdwn_append(text, sizeof(text), err.message);
         if (err.field[0]) {
-            esc_append(text, sizeof(text), " (field ");
-            esc_append(text, sizeof(text), err.field);
-            esc_append(text, sizeof(text), ")");
+            notify_mrkdwn_append(text, sizeof(text), " (field ");
+            notify_mrkdwn_append(text, sizeof(text), err.field);
+            notify_mrkdwn_append(text, sizeof(text), ")");
         }
         answer(resp, 0, text);
         return;
@@ -752,8 +735,8 @@ void slack_h_command(struct http_request *req, struct http_response *resp)
     switch (cmd.verb) {
     case SLACK_HELP:
         if (cmd.error[0]) {
-            esc_append(text, sizeof(text), cmd.error);
-            esc_append(text, sizeof(text), ".\n");
+            notify_mrkdwn_append(text, sizeof(text), cmd.error);
+            notify_mrkdwn_append(text, sizeof(text), ".\n");
         }
         snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s", help_text);
         answer(resp, 0, text);
