@@ -339,6 +339,20 @@ def test_slack_run_posts_verdict_to_response_url():
         rx.stop()
 
 
+def test_slack_run_cannot_move_preset_secrets():
+    d = ctx["d"]
+    spec = capacity_spec()
+    spec["target"]["headers"] = {"Authorization": "Bearer slack-test-tok-51"}
+    put_preset(d, "keyed", spec)
+    n = len(d.get("/v1/runs?limit=1000").json["runs"])
+    a = slack(d, "run keyed target.url=http://127.0.0.1:1/")
+    assert a.status == 200 and a.json["response_type"] == "ephemeral", a
+    assert "Could not start" in a.json["text"] and "/target/url" in a.json["text"], a
+    assert "/target/headers/Authorization" in a.json["text"], a
+    assert b"slack-test-tok-51" not in a.raw, a
+    assert len(d.get("/v1/runs?limit=1000").json["runs"]) == n, "a run was started"
+
+
 def test_secret_from_environment():
     d = ltd.Daemon(args, env={"LOADTESTD_SLACK_SIGNING_SECRET": SECRET})
     try:
@@ -464,6 +478,7 @@ def main():
             test_slack_bad_forms,
             test_slack_status_last_cancel,
             test_slack_run_posts_verdict_to_response_url,
+            test_slack_run_cannot_move_preset_secrets,
             test_secret_from_environment,
             test_retry_after_and_shutdown,
             test_hanging_receiver_does_not_hold_up_shutdown,
