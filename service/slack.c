@@ -215,7 +215,7 @@ enum slack_sig slack_verify(const char *secret, size_t secret_len, const char *t
     }
     msg = malloc(3 + tlen + 1 + len);
     if (msg == NULL)
-        return SLACK_SIG_MISMATCH;
+        return SLACK_SIG_NOMEM;
     memcpy(msg, "v0:", 3);
     memcpy(msg + 3, ts, tlen);
     msg[3 + tlen] = ':';
@@ -715,6 +715,10 @@ void slack_h_command(struct http_request *req, struct http_response *resp)
     case SLACK_SIG_MISMATCH:
         http_fail(resp, LT_ERR_UNAUTHORIZED, "X-Slack-Signature",
                   "the Slack request signature does not match");
+        return;
+    case SLACK_SIG_NOMEM:
+        http_fail(resp, LT_ERR_INTERNAL, NULL,
+                  "out of memory while checking the Slack request signature");
         return;
     }
     if (slack_form_parse(req->body, req->body_len, &form, &err) != LT_OK) {

@@ -54,6 +54,7 @@ enum slack_sig {
     SLACK_SIG_BAD_TIMESTAMP, /* not a plain decimal number of seconds */
     SLACK_SIG_STALE,         /* more than SLACK_MAX_SKEW_S away from now_s */
     SLACK_SIG_MISMATCH,      /* malformed, or not the HMAC of this body */
+    SLACK_SIG_NOMEM,         /* out of memory: not checked (the caller answers 500) */
 };
 
 /* Checks a request's signature headers ts and sig (may be NULL) over body (len bytes) with the
