@@ -461,6 +461,15 @@ int slack_secret_load(const char *file, const char *env_value, char *out, size_t
     return 0;
 }
 
+void slack_secret_forget_env(void)
+{
+    char *v = getenv("LOADTESTD_SLACK_SIGNING_SECRET");
+
+    if (v != NULL)
+        explicit_bzero(v, strlen(v));
+    unsetenv("LOADTESTD_SLACK_SIGNING_SECRET");
+}
+
 /* ---- the handler ----------------------------------------------------------------------------- */
 
 static void answer(struct http_response *resp, int in_channel, const char *text)

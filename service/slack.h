@@ -86,6 +86,12 @@ void slack_command_clear(struct slack_command *cmd);
 int slack_secret_load(const char *file, const char *env_value, char *out, size_t outlen,
                       size_t *len, char *errbuf, size_t errlen);
 
+/* Removes LOADTESTD_SLACK_SIGNING_SECRET from the environment once it is read: its value is
+ * overwritten with NUL bytes where it lies (so /proc/PID/environ of the daemon no longer shows
+ * it) and the variable is unset (so a child process never inherits it). The file form
+ * (--slack-signing-secret FILE) never puts the secret in the environment and is preferred. */
+void slack_secret_forget_env(void);
+
 /* The route handler of POST /v1/chatops/slack. */
 void slack_h_command(struct http_request *req, struct http_response *resp);
 

@@ -358,6 +358,11 @@ def test_secret_from_environment():
     try:
         a = slack(d, "help")
         assert a.status == 200, a
+        # Read once, then wiped where it lay and unset: the daemon's /proc/PID/environ no
+        # longer shows it (and children would not inherit it).
+        with open("/proc/%d/environ" % d.proc.pid, "rb") as f:
+            environ = f.read()
+        assert SECRET.encode() not in environ, "the signing secret is still in the environment"
         body = b"text=help"
         a = slack(d, None, body=body, headers=sign(body, secret="other"))
         assert a.status == 401, a
