@@ -627,9 +627,10 @@ static void do_run(struct http_request *req, struct http_response *resp,
     struct lt_error err;
     char ikey[256];
     char text[1024] = "";
+    char tail[256];
     char host[256];
     int port = 0, replayed = 0;
-    lt_status st;
+    lt_status st, watch = LT_OK;
 
     memset(&rec, 0, sizeof(rec));
     memset(&err, 0, sizeof(err));
@@ -675,11 +676,20 @@ static void do_run(struct http_request *req, struct http_response *resp,
         return;
     }
     snprintf(req->log_run, sizeof(req->log_run), "%s", rec.id);
-    if (t.url[0] && !replayed)
-        notifier_watch(app->notifier, rec.id, &t);
-    snprintf(text, sizeof(text), "%s run `%s` of preset `%s` (%s).%s",
-             replayed ? "Already started:" : "Started", rec.id, cmd->arg, rec.kind,
-             t.url[0] ? " The verdict follows here when it ends." : "");
+    if (t.url[0] && !replayed && (watch = notifier_watch(app->notifier, rec.id, &t)) != LT_OK)
+        lt_log("warn", "chatops", "command=run preset=%s run=%s outcome=not_watched reason=%s",
+               cmd->arg, rec.id, lt_status_code(watch));
+    snprintf(text, sizeof(text), "%s run `%s` of preset `%s` (%s).",
+             replayed ? "Already started:" : "Started", rec.id, cmd->arg, rec.kind);
+    if (t.url[0] && watch == LT_OK) {
+        notify_mrkdwn_append(text, sizeof(text), " The verdict follows here when it ends.");
+    } else if (t.url[0]) {
+        snprintf(tail, sizeof(tail),
+                 " The verdict cannot be posted back here (too many notifications are pending); "
+                 "the run goes on: follow it with `status %s`.",
+                 rec.id);
+        notify_mrkdwn_append(text, sizeof(text), tail);
+    }
     answer(resp, 1, text);
     lt_log("info", "chatops", "command=run preset=%s run=%s replayed=%d", cmd->arg, rec.id,
            replayed);

@@ -353,6 +353,30 @@ def test_slack_run_cannot_move_preset_secrets():
     assert len(d.get("/v1/runs?limit=1000").json["runs"]) == n, "a run was started"
 
 
+def test_slack_run_when_the_notifier_is_full():
+    """1024 deliveries pending (queued runs with webhooks behind one long run): a Slack run still
+    starts, but its answer says the verdict cannot be posted back, and the log says why."""
+    d = ltd.Daemon(args, extra=["--slack-signing-secret", ctx["secret_path"],
+                                "--max-concurrent-runs", "1", "--max-queued-runs", "1100"])
+    try:
+        put_preset(d, "quick", capacity_spec())
+        a = d.post("/v1/runs", capacity_spec(duration_s=300))
+        assert a.status == 202, a
+        hook = {"webhook_url": "http://127.0.0.1:9/hook"}
+        for i in range(1024):
+            a = d.post("/v1/runs", capacity_spec(notify=hook))
+            assert a.status == 202, (i, a)
+        a = slack(d, "run quick", response_url="http://127.0.0.1:9/commands/T1/7/x")
+        assert a.status == 200 and "Started run" in a.json["text"], a
+        assert "cannot be posted back" in a.json["text"], a
+        assert "follows here" not in a.json["text"], a
+        run_id = a.json["text"].split("`")[1]
+        assert "status %s" % run_id in a.json["text"], a
+        assert "outcome=not_watched" in d.log_text(), "the log does not say why"
+    finally:
+        d.kill()
+
+
 def test_secret_from_environment():
     d = ltd.Daemon(args, env={"LOADTESTD_SLACK_SIGNING_SECRET": SECRET})
     try:
@@ -472,6 +496,7 @@ def main():
         return connect_check()
     ctx["target"] = ltd.Target(args, "latency_target")
     path = secret_file()
+    ctx["secret_path"] = path
     ctx["d"] = ltd.Daemon(args, extra=["--slack-signing-secret", path])
     try:
         rc = ltd.run_tests([
@@ -484,6 +509,7 @@ def main():
             test_slack_status_last_cancel,
             test_slack_run_posts_verdict_to_response_url,
             test_slack_run_cannot_move_preset_secrets,
+            test_slack_run_when_the_notifier_is_full,
             test_secret_from_environment,
             test_retry_after_and_shutdown,
             test_hanging_receiver_does_not_hold_up_shutdown,
