@@ -693,6 +693,18 @@ static long attempt(struct notifier *n, struct delivery *d, long timeout_ms, int
         wait = 0;
         goto out;
     }
+    if (cc == CURLE_OK && code != 429 && code < 500 &&
+        strcmp(d->t.origin, "slack_response_url") == 0) {
+        /* Slack takes at most 5 posts to a response_url, within 30 minutes of the command. */
+        lt_log("warn", "notify",
+               "run=%s via=%s target=%s attempt=%d http_status=%ld "
+               "outcome=failed reason=response_url_refused detail=\"Slack refused the verdict: "
+               "a response_url takes 5 posts within 30 minutes of the command; a longer run "
+               "loses its post (follow it with status)\"",
+               d->id, d->t.origin, d->safe, d->attempts, code);
+        wait = 0;
+        goto out;
+    }
     if (cc == CURLE_OK && code != 429 && code < 500) {
         lt_log("warn", "notify",
                "run=%s via=%s target=%s attempt=%d http_status=%ld "

@@ -377,6 +377,32 @@ def test_slack_run_when_the_notifier_is_full():
         d.kill()
 
 
+def test_expired_response_url_is_logged():
+    """Slack refuses a response_url after 30 minutes or 5 posts (404): one clear log line, no
+    retry."""
+    d = ctx["d"]
+    rx = Receiver(plan=[404])
+    try:
+        put_preset(d, "quick", capacity_spec(duration_s=5))
+        a = slack(d, "run quick load.duration_s=1", response_url=rx.base + "/commands/T1/9/old")
+        assert a.status == 200 and "Started run" in a.json["text"], a
+        run_id = a.json["text"].split("`")[1]
+        d.wait_status(run_id, ("passed", "failed", "error"), timeout=60)
+        got = rx.wait_for(1, timeout=30)
+        assert got[0]["answered"] == 404, got
+        deadline = time.time() + 10
+        line = ""
+        while not line and time.time() < deadline:
+            line = next((x for x in d.log_text().splitlines()
+                         if run_id in x and "reason=response_url_refused" in x), "")
+            time.sleep(0.1)
+        assert "30 minutes" in line and "http_status=404" in line, line
+        time.sleep(1.5)
+        assert len(rx.got) == 1, rx.got  # not retried
+    finally:
+        rx.stop()
+
+
 def test_secret_from_environment():
     d = ltd.Daemon(args, env={"LOADTESTD_SLACK_SIGNING_SECRET": SECRET})
     try:
@@ -510,6 +536,7 @@ def main():
             test_slack_run_posts_verdict_to_response_url,
             test_slack_run_cannot_move_preset_secrets,
             test_slack_run_when_the_notifier_is_full,
+            test_expired_response_url_is_logged,
             test_secret_from_environment,
             test_retry_after_and_shutdown,
             test_hanging_receiver_does_not_hold_up_shutdown,
