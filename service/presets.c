@@ -4,8 +4,9 @@
  * wait on a run.
  *
  * Secrets: the store keeps the spec exactly as submitted, real passwords and tokens included,
- * because a preset must be able to run. Every answer renders it through the kind's mask_secrets
- * first (preset_document), and nothing here logs a spec.
+ * because a preset must be able to run. Every answer renders it through spec_mask first (the
+ * masking run documents get; preset_document), nothing here logs a spec, and overrides may not
+ * carry a stored secret to a new endpoint (presets_check_overrides).
  */
 #define _GNU_SOURCE
 #include "presets.h"
@@ -285,6 +286,7 @@ void presets_h_list(struct http_request *req, struct http_response *resp)
  * order the kind lists them. */
 struct endpoints {
     size_t n;
+    int overflow;
     char field[ENDPOINT_FIELDS][64];
     char text[ENDPOINT_FIELDS][ENDPOINT_TEXT];
 };
@@ -336,8 +338,10 @@ static int add_endpoint(void *opaque, const char *host, int port, const char *fi
     const char *sep = value ? strstr(value, "://") : NULL;
     size_t n;
 
-    if (slot == NULL)
+    if (slot == NULL) { /* more fields than any kind has: refuse rather than miss one */
+        c->e->overflow = 1;
         return 0;
+    }
     n = strlen(slot);
     /* The scheme matters for a URL (http to a host that sees the headers in clear); a
      * keyword=value DSN has none. */
@@ -425,6 +429,11 @@ lt_status presets_check_overrides(const json_t *stored, const json_t *merged, st
     spec_mask(masked, ops);
     spec_endpoints(stored, before);
     spec_endpoints(merged, after);
+    if (before->overflow || after->overflow) {
+        st = lt_error_set(err, LT_ERR_INTERNAL, NULL,
+                          "the spec reaches more endpoints than the override check can compare");
+        goto out;
+    }
     for (size_t i = 0; i < after->n; i++) {
         char owner[64], ptr[512];
         const char *was = "";
