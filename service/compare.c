@@ -100,6 +100,13 @@ static double worse_pct(const struct metric_def *d, double run, double base, dou
     return worse / fabs(base) * 100.0;
 }
 
+/* json_real refuses infinities and NaN (it returns NULL, and json_pack fails as if out of
+ * memory); a difference of huge values, or a percentage of a tiny base, can be one. */
+static json_t *real_or_null(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
 /* Builds the metrics array of kind for results run and base (borrowed). *regression = any
  * metric regressed. Returns new. */
 static json_t *compare_metrics(const char *kind, const json_t *run, const json_t *base,
@@ -122,9 +129,9 @@ static json_t *compare_metrics(const char *kind, const json_t *run, const json_t
             worse_pct(d, r, b, max_pct, &known, &regressed);
         m = json_pack(
             "{s:s, s:o, s:o, s:o, s:o, s:s, s:b}", "name", d->name, "run",
-            have_r ? json_real(r) : json_null(), "base", have_b ? json_real(b) : json_null(),
-            "delta", have_r && have_b ? json_real(r - b) : json_null(), "delta_pct",
-            have_r && have_b && b != 0 ? json_real((r - b) / fabs(b) * 100.0) : json_null(),
+            have_r ? real_or_null(r) : json_null(), "base", have_b ? real_or_null(b) : json_null(),
+            "delta", have_r && have_b ? real_or_null(r - b) : json_null(), "delta_pct",
+            have_r && have_b && b != 0 ? real_or_null((r - b) / fabs(b) * 100.0) : json_null(),
             "better", d->higher_better ? "higher" : "lower", "regressed", regressed);
         if (m == NULL || json_array_append_new(arr, m) != 0) {
             json_decref(arr);
@@ -151,7 +158,8 @@ static void fmt_pct(char *buf, size_t len, const json_t *metric)
 
     if (json_is_number(p))
         snprintf(buf, len, "%+.1f%%", json_number_value(p));
-    else if (json_is_number(json_object_get(metric, "delta")))
+    else if (json_is_number(json_object_get(metric, "delta")) &&
+             json_number_value(json_object_get(metric, "base")) == 0)
         snprintf(buf, len, "%+g from 0", json_number_value(json_object_get(metric, "delta")));
     else
         snprintf(buf, len, "n/a");

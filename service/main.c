@@ -252,6 +252,7 @@ int main(int argc, char **argv)
         goto out;
     }
     explicit_bzero(cfg.slack_signing_secret, sizeof(cfg.slack_signing_secret));
+    slack_secret_forget_env();
     app.slack_secret = app.slack_secret_len ? slack_secret : NULL;
     /* Baselines: thresholds.max_regression_pct is checked when a run completes. The hooks get
      * &app (its store is set here; no run can end before the pool exists). */

@@ -254,6 +254,7 @@ static void render_api(struct text *t, const struct metrics *m)
 
 void metrics_handle(struct http_request *req, struct http_response *resp)
 {
+    static const char *const names[] = {NULL}; /* no query parameters */
     struct app *app = req->app;
     struct metrics *m = http_server_metrics(req->server);
     struct text t = {NULL, 0, 0, 0};
@@ -262,6 +263,8 @@ void metrics_handle(struct http_request *req, struct http_response *resp)
     int running = 0, queued = 0;
     lt_status st;
 
+    if (routes_only_params(req, resp, names) != 0)
+        return;
     st = store_count_by_status(app->store, counts);
     if (st != LT_OK) {
         http_fail(resp, st, NULL, "the run store cannot be read: %s", lt_status_code(st));

@@ -54,6 +54,7 @@
 #define NOTIFY_LAST_TRY_MS     1000
 #define NOTIFY_SWEEP_NS        (5LL * 1000 * 1000 * 1000)
 #define NOTIFY_SLACK_CHECKS    10 /* checks listed in a Slack message */
+#define SPEC_MASK_TEXT         "***"
 
 /* ---- the spec member ------------------------------------------------------------------------- */
 
@@ -116,31 +117,41 @@ lt_status notify_validate(json_t *notify, struct lt_error *err)
 void notify_mask(json_t *notify)
 {
     const char *url = json_string_value(json_object_get(notify, "webhook_url"));
+    static const CURLUPart hidden[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS,
+                                       CURLUPART_QUERY, CURLUPART_FRAGMENT};
+    char safe[NOTIFY_URL_MAX + 64];
+    char *path = NULL;
+    int secret = 0;
     CURLU *u;
-    char *part = NULL;
-    char *masked = NULL;
-    int changed = 0;
 
-    if (url == NULL || (u = curl_url()) == NULL)
+    if (url == NULL)
         return;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-        goto out;
-    if (curl_url_get(u, CURLUPART_PASSWORD, &part, 0) == CURLUE_OK) {
-        curl_url_set(u, CURLUPART_PASSWORD, "***", 0);
-        changed = 1;
+    /* Anything but scheme, host and port may be a credential: a user or password, a token in
+     * the query, or the path itself (a Slack incoming webhook's path is its secret). */
+    u = curl_url();
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+        secret = 1;
+    } else {
+        for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]) && !secret; i++) {
+            char *part = NULL;
+            if (curl_url_get(u, hidden[i], &part, 0) == CURLUE_OK && part && part[0])
+                secret = 1;
+            curl_free(part);
+        }
+        if (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path &&
+            strcmp(path, "/") != 0 && path[0])
+            secret = 1;
+        curl_free(path);
     }
-    curl_free(part);
-    part = NULL;
-    if (curl_url_get(u, CURLUPART_QUERY, &part, 0) == CURLUE_OK) {
-        curl_url_set(u, CURLUPART_QUERY, "***", 0);
-        changed = 1;
-    }
-    curl_free(part);
-    if (changed && curl_url_get(u, CURLUPART_URL, &masked, 0) == CURLUE_OK)
-        json_object_set_new(notify, "webhook_url", json_string(masked));
-    curl_free(masked);
-out:
     curl_url_cleanup(u);
+    if (!secret)
+        return;
+    notify_safe_url(url, safe, sizeof(safe) - 4);
+    if (strcmp(safe, "(unparsable)") == 0)
+        snprintf(safe, sizeof(safe), "%s", SPEC_MASK_TEXT);
+    else
+        strcat(safe, "/" SPEC_MASK_TEXT);
+    json_object_set_new(notify, "webhook_url", json_string(safe));
 }
 
 int notify_target_from_spec(const json_t *notify, struct notify_target *t)
@@ -223,19 +234,83 @@ json_t *notify_summary(const struct run_record *r)
     return doc;
 }
 
-/* Appends s to buf (cap bytes) with Slack's mrkdwn control characters escaped. */
-static void slack_append(char *buf, size_t cap, const char *s)
+/* The length of the UTF-8 character at p, or 0 when p does not start a valid one. */
+static size_t utf8_char_len(const unsigned char *p)
 {
-    size_t n = strlen(buf);
+    size_t len;
 
-    for (; s && *s && n + 6 < cap; s++) {
-        const char *rep = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : NULL;
-        if (rep) {
-            memcpy(buf + n, rep, strlen(rep));
-            n += strlen(rep);
-        } else {
-            buf[n++] = *s;
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        len = 2;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        len = 3;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    }
+    return len;
+}
+
+/* What the character at p becomes in mrkdwn: *out (escape or the bytes themselves), its length
+ * *outlen; returns the bytes of p it consumes. An invalid byte becomes '?'. */
+static size_t mrkdwn_piece(const unsigned char *p, const char **out, size_t *outlen)
+{
+    size_t len = utf8_char_len(p);
+
+    *out = (const char *)p;
+    *outlen = len;
+    if (*p == '&' || *p == '<' || *p == '>') {
+        *out = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : "&gt;";
+        *outlen = strlen(*out);
+    } else if (len == 0) {
+        *out = "?";
+        *outlen = len = 1;
+    }
+    return len;
+}
+
+void notify_mrkdwn_append(char *buf, size_t cap, const char *s)
+{
+    static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026 */
+    const size_t ell = sizeof(ellipsis) - 1;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n, total = 0, outlen;
+    const char *out;
+
+    if (cap == 0 || s == NULL)
+        return;
+    n = strnlen(buf, cap - 1);
+    for (const unsigned char *q = p; *q;) {
+        q += mrkdwn_piece(q, &out, &outlen);
+        total += outlen;
+    }
+    if (n + total + 1 <= cap) { /* all of it fits */
+        for (; *p;) {
+            p += mrkdwn_piece(p, &out, &outlen);
+            memcpy(buf + n, out, outlen);
+            n += outlen;
         }
+        buf[n] = '\0';
+        return;
+    }
+    /* Cut at a character boundary and say so: a cut inside a character would be invalid UTF-8,
+     * which the JSON encoder refuses. */
+    for (; *p;) {
+        size_t used = mrkdwn_piece(p, &out, &outlen);
+        if (n + outlen + ell + 1 > cap)
+            break;
+        memcpy(buf + n, out, outlen);
+        n += outlen;
+        p += used;
+    }
+    if (n + ell + 1 <= cap) {
+        memcpy(buf + n, ellipsis, ell);
+        n += ell;
     }
     buf[n] = '\0';
 }
@@ -266,18 +341,18 @@ json_t *notify_slack_message(const struct run_record *r, int in_channel)
     json_t *msg;
 
     snprintf(line, sizeof(line), "%s Run `%s` (%s", status_emoji(r->status), r->id, r->kind);
-    slack_append(text, sizeof(text), line);
+    notify_mrkdwn_append(text, sizeof(text), line);
     if (r->name) {
-        slack_append(text, sizeof(text), ", ");
-        slack_append(text, sizeof(text), r->name);
+        notify_mrkdwn_append(text, sizeof(text), ", ");
+        notify_mrkdwn_append(text, sizeof(text), r->name);
     }
     snprintf(line, sizeof(line), ") *%s*", run_status_name(r->status));
-    slack_append(text, sizeof(text), line);
+    notify_mrkdwn_append(text, sizeof(text), line);
     const char *summary = json_string_value(json_object_get(v, "summary"));
     const char *emsg = json_string_value(json_object_get(e, "message"));
     if (summary || emsg) {
-        slack_append(text, sizeof(text), ": ");
-        slack_append(text, sizeof(text), summary ? summary : emsg);
+        notify_mrkdwn_append(text, sizeof(text), ": ");
+        notify_mrkdwn_append(text, sizeof(text), summary ? summary : emsg);
     }
     json_array_append_new(blocks, json_pack("{s:s, s:{s:s, s:s}}", "type", "section", "text",
                                             "type", "mrkdwn", "text", text));
@@ -293,7 +368,7 @@ json_t *notify_slack_message(const struct run_record *r, int in_channel)
                  cname ? cname : "?", op ? op : "?",
                  json_is_number(thr) ? json_number_value(thr) : 0.0,
                  json_is_number(obs) ? json_number_value(obs) : 0.0);
-        slack_append(checks, sizeof(checks), line);
+        notify_mrkdwn_append(checks, sizeof(checks), line);
     }
     if (checks[0])
         json_array_append_new(blocks, json_pack("{s:s, s:{s:s, s:s}}", "type", "section", "text",
@@ -619,6 +694,18 @@ static long attempt(struct notifier *n, struct delivery *d, long timeout_ms, int
         lt_log("info", "notify",
                "run=%s via=%s target=%s attempt=%d http_status=%ld "
                "outcome=delivered",
+               d->id, d->t.origin, d->safe, d->attempts, code);
+        wait = 0;
+        goto out;
+    }
+    if (cc == CURLE_OK && code != 429 && code < 500 &&
+        strcmp(d->t.origin, "slack_response_url") == 0) {
+        /* Slack takes at most 5 posts to a response_url, within 30 minutes of the command. */
+        lt_log("warn", "notify",
+               "run=%s via=%s target=%s attempt=%d http_status=%ld "
+               "outcome=failed reason=response_url_refused detail=\"Slack refused the verdict: "
+               "a response_url takes 5 posts within 30 minutes of the command; a longer run "
+               "loses its post (follow it with status)\"",
                d->id, d->t.origin, d->safe, d->attempts, code);
         wait = 0;
         goto out;

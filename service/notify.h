@@ -46,9 +46,16 @@ struct notify_target {
  * written back. err names the field. */
 lt_status notify_validate(json_t *notify, struct lt_error *err);
 
-/* Replaces what may be a credential in notify.webhook_url (a password in it, its query string)
- * with "***", for the stored spec. notify is borrowed and modified in place; NULL is fine. */
+/* Hides what may be a credential in notify.webhook_url for answers: a URL with a user, password,
+ * path other than "/", query or fragment becomes scheme://host:port followed by a path of "***"
+ * (a Slack incoming webhook's path is its secret); one that does not parse becomes "***". notify
+ * is borrowed and modified in place; NULL is fine. Called through spec_mask (spec.h). */
 void notify_mask(json_t *notify);
+
+/* Appends s (borrowed) to the NUL-terminated buf of cap bytes with Slack's mrkdwn control
+ * characters (& < >) escaped. When it does not all fit, it is cut at a UTF-8 character boundary
+ * and "…" is appended, so buf stays valid UTF-8; an invalid input byte becomes '?'. */
+void notify_mrkdwn_append(char *buf, size_t cap, const char *s);
 
 /* Fills t from a validated notify object (borrowed). Returns 0, or -1 when there is none. */
 int notify_target_from_spec(const json_t *notify, struct notify_target *t);

@@ -4,8 +4,9 @@
  * wait on a run.
  *
  * Secrets: the store keeps the spec exactly as submitted, real passwords and tokens included,
- * because a preset must be able to run. Every answer renders it through the kind's mask_secrets
- * first (preset_document), and nothing here logs a spec.
+ * because a preset must be able to run. Every answer renders it through spec_mask first (the
+ * masking run documents get; preset_document), nothing here logs a spec, and overrides may not
+ * carry a stored secret to a new endpoint (presets_check_overrides).
  */
 #define _GNU_SOURCE
 #include "presets.h"
@@ -14,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lt_json.h"
 #include "routes.h"
 #include "runner.h"
+#include "spec.h"
 
 #define PRESETS_LIMIT_DEFAULT 50
 #define PRESETS_LIMIT_MAX     1000
@@ -59,9 +62,9 @@ json_t *presets_merge_patch(json_t *target, const json_t *patch)
     return merge(target, patch, 0);
 }
 
-/* The masked form of stored spec text (new; caller decrefs): the kind's mask_secrets on a copy.
- * A spec whose kind is unknown (a later build dropped it) is hidden entirely rather than shown
- * unmasked. */
+/* The masked form of stored spec text (new; caller decrefs): spec_mask on a copy, the same
+ * masking run documents get. A spec whose kind is unknown (a later build dropped it) is hidden
+ * entirely rather than shown unmasked. */
 static json_t *masked_spec(const char *spec_json)
 {
     json_t *spec = spec_json ? json_loads(spec_json, 0, NULL) : NULL;
@@ -81,8 +84,7 @@ static json_t *masked_spec(const char *spec_json)
             json_object_set_new(spec, "kind", kind);
         return spec;
     }
-    if (ops->mask_secrets)
-        ops->mask_secrets(spec);
+    spec_mask(spec, ops);
     return spec;
 }
 
@@ -105,9 +107,19 @@ static json_t *preset_document(const struct preset_record *p)
                      "updated_at", updated, "version", (json_int_t)p->version);
 }
 
+/* The version alone repeats when a preset is deleted and created again (it restarts at 1), so
+ * the tag also carries a hash of the creation time and the stored spec. */
 static void preset_etag(const struct preset_record *p, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "\"p-%s-v%lld\"", p->name, (long long)p->version);
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 */
+    char created[32];
+
+    snprintf(created, sizeof(created), "%lld:", (long long)p->created_at_ms);
+    for (const char *c = created; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    for (const char *c = p->spec_json ? p->spec_json : ""; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    snprintf(out, outlen, "\"p-v%lld-%016llx\"", (long long)p->version, (unsigned long long)h);
 }
 
 static void store_failed(struct http_response *resp, lt_status st, const char *what)
@@ -265,6 +277,196 @@ void presets_h_list(struct http_request *req, struct http_response *resp)
                            more ? json_string(c.last) : json_null());
 }
 
+/* ---- overrides that would move a stored secret --------------------------------------------- */
+
+#define ENDPOINT_FIELDS 8
+#define ENDPOINT_TEXT   1024
+
+/* The endpoints a spec reaches, per field (JSON pointer): "scheme://host:port;" for each, in the
+ * order the kind lists them. */
+struct endpoints {
+    size_t n;
+    int overflow;
+    char field[ENDPOINT_FIELDS][64];
+    char text[ENDPOINT_FIELDS][ENDPOINT_TEXT];
+};
+
+/* The member of v (borrowed) at the JSON pointer ptr, or NULL. */
+static json_t *at_pointer(json_t *v, const char *ptr)
+{
+    char key[256];
+
+    while (v != NULL && *ptr == '/') {
+        size_t n = 0;
+        for (ptr++; *ptr && *ptr != '/' && n + 1 < sizeof(key); ptr++) {
+            if (ptr[0] == '~' && (ptr[1] == '0' || ptr[1] == '1')) {
+                key[n++] = ptr[1] == '0' ? '~' : '/';
+                ptr++;
+            } else {
+                key[n++] = *ptr;
+            }
+        }
+        key[n] = '\0';
+        v = json_is_array(v) ? json_array_get(v, strtoul(key, NULL, 10)) : json_object_get(v, key);
+    }
+    return v;
+}
+
+static char *endpoint_slot(struct endpoints *e, const char *field)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (strcmp(e->field[i], field) == 0)
+            return e->text[i];
+    }
+    if (e->n == ENDPOINT_FIELDS)
+        return NULL;
+    snprintf(e->field[e->n], sizeof(e->field[0]), "%s", field);
+    e->text[e->n][0] = '\0';
+    return e->text[e->n++];
+}
+
+struct endpoint_ctx {
+    struct endpoints *e;
+    const json_t *spec;
+};
+
+static int add_endpoint(void *opaque, const char *host, int port, const char *field)
+{
+    struct endpoint_ctx *c = opaque;
+    char *slot = endpoint_slot(c->e, field);
+    const char *value = json_string_value(at_pointer((json_t *)c->spec, field));
+    const char *sep = value ? strstr(value, "://") : NULL;
+    size_t n;
+
+    if (slot == NULL) { /* more fields than any kind has: refuse rather than miss one */
+        c->e->overflow = 1;
+        return 0;
+    }
+    n = strlen(slot);
+    /* The scheme matters for a URL (http to a host that sees the headers in clear); a
+     * keyword=value DSN has none. */
+    snprintf(slot + n, ENDPOINT_TEXT - n, "%.*s%s%s:%d;", sep ? (int)(sep - value) : 0,
+             sep ? value : "", sep ? "://" : "", host, port);
+    return 0;
+}
+
+static void spec_endpoints(const json_t *spec, struct endpoints *e)
+{
+    struct endpoint_ctx c = {.e = e, .spec = spec};
+    const struct runner_ops *ops;
+    const char *hook;
+    int known = 0;
+
+    memset(e, 0, sizeof(*e));
+    ops = runner_find(json_string_value(json_object_get(spec, "kind")), &known);
+    if (ops != NULL && ops->each_target != NULL)
+        ops->each_target(spec, add_endpoint, &c);
+    hook = json_string_value(json_object_get(json_object_get(spec, "notify"), "webhook_url"));
+    if (hook != NULL) {
+        char host[256];
+        int port = 0;
+        if (runner_url_host(hook, host, sizeof(host), &port) != 0)
+            host[0] = '\0';
+        add_endpoint(&c, host, port, "/notify/webhook_url");
+    }
+}
+
+/* Finds a secret of stored (borrowed) — a member that masking changes — that merged (borrowed)
+ * still holds unchanged at the same place; writes its pointer (prefixed by ptr) to ptr. */
+static int retained_secret(const json_t *stored, const json_t *masked, const json_t *merged,
+                           char *ptr, size_t len, int depth)
+{
+    const char *key;
+    json_t *v;
+    size_t n = strlen(ptr);
+
+    if (stored == NULL || merged == NULL || depth > MERGE_DEPTH_MAX)
+        return 0;
+    if (json_is_object(stored) && json_is_object(masked)) {
+        json_object_foreach((json_t *)stored, key, v)
+        {
+            ltj_pointer(ptr + n, len - n, "", key);
+            if (retained_secret(v, json_object_get(masked, key), json_object_get(merged, key), ptr,
+                                len, depth + 1))
+                return 1;
+            ptr[n] = '\0';
+        }
+        return 0;
+    }
+    if (json_is_array(stored) && json_is_array(masked)) {
+        for (size_t i = 0; i < json_array_size(stored); i++) {
+            snprintf(ptr + n, len - n, "/%zu", i);
+            if (retained_secret(json_array_get(stored, i), json_array_get(masked, i),
+                                json_array_get(merged, i), ptr, len, depth + 1))
+                return 1;
+            ptr[n] = '\0';
+        }
+        return 0;
+    }
+    return !json_equal((json_t *)stored, (json_t *)masked) &&
+           json_equal((json_t *)stored, (json_t *)merged);
+}
+
+/* Overrides may not send a stored secret somewhere new: when the merged spec reaches another
+ * scheme, host or port through a URL or DSN field than the stored spec does, and the object
+ * holding that field (its owner: target, setup, database, notify) still carries a secret the
+ * stored spec had there (a credential header, a URL or DSN password, a secret in a setup body),
+ * the run is refused. A secret the overrides replace (a new URL with its own password) is the
+ * caller's own and passes. */
+lt_status presets_check_overrides(const json_t *stored, const json_t *merged, struct lt_error *err)
+{
+    struct endpoints *before = calloc(1, sizeof(*before)), *after = calloc(1, sizeof(*after));
+    const struct runner_ops *ops;
+    json_t *masked = json_deep_copy(stored);
+    lt_status st = LT_OK;
+    int known = 0;
+
+    if (before == NULL || after == NULL || masked == NULL) {
+        st = lt_error_set(err, LT_ERR_NOMEM, NULL, "out of memory");
+        goto out;
+    }
+    ops = runner_find(json_string_value(json_object_get(stored, "kind")), &known);
+    spec_mask(masked, ops);
+    spec_endpoints(stored, before);
+    spec_endpoints(merged, after);
+    if (before->overflow || after->overflow) {
+        st = lt_error_set(err, LT_ERR_INTERNAL, NULL,
+                          "the spec reaches more endpoints than the override check can compare");
+        goto out;
+    }
+    for (size_t i = 0; i < after->n; i++) {
+        char owner[64], ptr[512];
+        const char *was = "";
+        char *slash;
+
+        for (size_t k = 0; k < before->n; k++) {
+            if (strcmp(before->field[k], after->field[i]) == 0)
+                was = before->text[k];
+        }
+        if (strcmp(was, after->text[i]) == 0)
+            continue;
+        snprintf(owner, sizeof(owner), "%s", after->field[i]);
+        slash = strrchr(owner, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        snprintf(ptr, sizeof(ptr), "%s", owner);
+        if (retained_secret(at_pointer((json_t *)stored, owner), at_pointer(masked, owner),
+                            at_pointer((json_t *)merged, owner), ptr, sizeof(ptr), 0)) {
+            st = lt_error_set(err, LT_ERR_INVALID_SPEC, after->field[i],
+                              "the overrides point %s at another scheme, host or port, but the "
+                              "preset's stored secret %s would be sent there; override that too, "
+                              "or PUT a preset for the new endpoint",
+                              after->field[i], ptr);
+            goto out;
+        }
+    }
+out:
+    json_decref(masked);
+    free(before);
+    free(after);
+    return st;
+}
+
 lt_status presets_start_run(struct app *app, const char *name, const json_t *overrides,
                             const char *ikey, struct run_record *out, int *replayed,
                             struct lt_error *err)
@@ -297,11 +499,18 @@ lt_status presets_start_run(struct app *app, const char *name, const json_t *ove
         goto out;
     }
     if (overrides != NULL) {
-        spec = presets_merge_patch(spec, overrides);
+        json_t *stored = json_deep_copy(spec);
+
+        spec = stored ? presets_merge_patch(spec, overrides) : NULL;
         if (spec == NULL) {
+            json_decref(stored);
             st = lt_error_set(err, LT_ERR_NOMEM, NULL, "out of memory");
             goto out;
         }
+        st = presets_check_overrides(stored, spec, err);
+        json_decref(stored);
+        if (st != LT_OK)
+            goto out;
     }
     if (json_object_get(spec, "name") == NULL &&
         json_object_set_new(spec, "name", json_string(name)) != 0) {

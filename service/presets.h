@@ -22,10 +22,19 @@ struct app;
  * without "name" is named after the preset. On LT_OK *out is the new run (or, *replayed = 1, the
  * run an earlier call with the same ikey started); the caller clears it. On failure err names
  * the cause: LT_ERR_NOT_FOUND (no such preset, or an invalid name), LT_ERR_INVALID_SPEC with the
- * field when the merged spec is invalid, and whatever routes_submit_run answers. */
+ * field when the merged spec is invalid or would send a stored secret to a new endpoint
+ * (presets_check_overrides), and whatever routes_submit_run answers. */
 lt_status presets_start_run(struct app *app, const char *name, const json_t *overrides,
                             const char *ikey, struct run_record *out, int *replayed,
                             struct lt_error *err);
+
+/* Refuses (LT_ERR_INVALID_SPEC naming the URL or DSN field) overrides that would send a secret
+ * of the stored spec to a new endpoint: merged (the stored spec with the overrides applied)
+ * reaches another scheme, host or port through a field, and the object holding that field still
+ * carries a secret of stored (one spec_mask hides: a credential header, a URL or DSN password, a
+ * secret in a setup body, the webhook URL) unchanged. Both borrowed. Used by presets_start_run,
+ * so REST and Slack get it alike. */
+lt_status presets_check_overrides(const json_t *stored, const json_t *merged, struct lt_error *err);
 
 /* Applies merge patch patch (borrowed) to target per RFC 7386 and returns the result: target
  * itself (modified in place) when both are objects, else a new reference to patch's value. Takes

@@ -215,7 +215,7 @@ enum slack_sig slack_verify(const char *secret, size_t secret_len, const char *t
     }
     msg = malloc(3 + tlen + 1 + len);
     if (msg == NULL)
-        return SLACK_SIG_MISMATCH;
+        return SLACK_SIG_NOMEM;
     memcpy(msg, "v0:", 3);
     memcpy(msg + 3, ts, tlen);
     msg[3 + tlen] = ':';
@@ -461,24 +461,16 @@ int slack_secret_load(const char *file, const char *env_value, char *out, size_t
     return 0;
 }
 
-/* ---- the handler ----------------------------------------------------------------------------- */
-
-/* Appends s to buf (cap bytes) with Slack's mrkdwn control characters escaped. */
-static void esc_append(char *buf, size_t cap, const char *s)
+void slack_secret_forget_env(void)
 {
-    size_t n = strlen(buf);
+    char *v = getenv("LOADTESTD_SLACK_SIGNING_SECRET");
 
-    for (; s && *s && n + 6 < cap; s++) {
-        const char *rep = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : NULL;
-        if (rep) {
-            memcpy(buf + n, rep, strlen(rep));
-            n += strlen(rep);
-        } else {
-            buf[n++] = *s;
-        }
-    }
-    buf[n] = '\0';
+    if (v != NULL)
+        explicit_bzero(v, strlen(v));
+    unsetenv("LOADTESTD_SLACK_SIGNING_SECRET");
 }
+
+/* ---- the handler ----------------------------------------------------------------------------- */
 
 static void answer(struct http_response *resp, int in_channel, const char *text)
 {
@@ -506,23 +498,23 @@ static void describe_run(const struct run_record *r, char *out, size_t cap)
     json_t *p = r->progress_json ? json_loads(r->progress_json, 0, NULL) : NULL;
 
     snprintf(line, sizeof(line), "Run `%s` (%s", r->id, r->kind);
-    esc_append(out, cap, line);
+    notify_mrkdwn_append(out, cap, line);
     if (r->name) {
-        esc_append(out, cap, ", ");
-        esc_append(out, cap, r->name);
+        notify_mrkdwn_append(out, cap, ", ");
+        notify_mrkdwn_append(out, cap, r->name);
     }
     snprintf(line, sizeof(line), "): *%s*", run_status_name(r->status));
-    esc_append(out, cap, line);
+    notify_mrkdwn_append(out, cap, line);
     if (r->status == RUN_RUNNING && json_is_number(json_object_get(p, "fraction"))) {
         snprintf(line, sizeof(line), " %.0f%%",
                  100.0 * json_number_value(json_object_get(p, "fraction")));
-        esc_append(out, cap, line);
+        notify_mrkdwn_append(out, cap, line);
     }
     const char *summary = json_string_value(json_object_get(v, "summary"));
     const char *emsg = json_string_value(json_object_get(e, "message"));
     if (summary || emsg) {
-        esc_append(out, cap, " — ");
-        esc_append(out, cap, summary ? summary : emsg);
+        notify_mrkdwn_append(out, cap, " — ");
+        notify_mrkdwn_append(out, cap, summary ? summary : emsg);
     }
     json_decref(v);
     json_decref(e);
@@ -635,9 +627,10 @@ static void do_run(struct http_request *req, struct http_response *resp,
     struct lt_error err;
     char ikey[256];
     char text[1024] = "";
+    char tail[256];
     char host[256];
     int port = 0, replayed = 0;
-    lt_status st;
+    lt_status st, watch = LT_OK;
 
     memset(&rec, 0, sizeof(rec));
     memset(&err, 0, sizeof(err));
@@ -676,21 +669,30 @@ static void do_run(struct http_request *req, struct http_response *resp,
                            &replayed, &err);
     if (st != LT_OK) {
         snprintf(text, sizeof(text), "Could not start preset `%s`: ", cmd->arg);
-        esc_append(text, sizeof(text), err.message);
+        notify_mrkdwn_append(text, sizeof(text), err.message);
         if (err.field[0]) {
-            esc_append(text, sizeof(text), " (field ");
-            esc_append(text, sizeof(text), err.field);
-            esc_append(text, sizeof(text), ")");
+            notify_mrkdwn_append(text, sizeof(text), " (field ");
+            notify_mrkdwn_append(text, sizeof(text), err.field);
+            notify_mrkdwn_append(text, sizeof(text), ")");
         }
         answer(resp, 0, text);
         return;
     }
     snprintf(req->log_run, sizeof(req->log_run), "%s", rec.id);
-    if (t.url[0] && !replayed)
-        notifier_watch(app->notifier, rec.id, &t);
-    snprintf(text, sizeof(text), "%s run `%s` of preset `%s` (%s).%s",
-             replayed ? "Already started:" : "Started", rec.id, cmd->arg, rec.kind,
-             t.url[0] ? " The verdict follows here when it ends." : "");
+    if (t.url[0] && !replayed && (watch = notifier_watch(app->notifier, rec.id, &t)) != LT_OK)
+        lt_log("warn", "chatops", "command=run preset=%s run=%s outcome=not_watched reason=%s",
+               cmd->arg, rec.id, lt_status_code(watch));
+    snprintf(text, sizeof(text), "%s run `%s` of preset `%s` (%s).",
+             replayed ? "Already started:" : "Started", rec.id, cmd->arg, rec.kind);
+    if (t.url[0] && watch == LT_OK) {
+        notify_mrkdwn_append(text, sizeof(text), " The verdict follows here when it ends.");
+    } else if (t.url[0]) {
+        snprintf(tail, sizeof(tail),
+                 " The verdict cannot be posted back here (too many notifications are pending); "
+                 "the run goes on: follow it with `status %s`.",
+                 rec.id);
+        notify_mrkdwn_append(text, sizeof(text), tail);
+    }
     answer(resp, 1, text);
     lt_log("info", "chatops", "command=run preset=%s run=%s replayed=%d", cmd->arg, rec.id,
            replayed);
@@ -736,6 +738,10 @@ void slack_h_command(struct http_request *req, struct http_response *resp)
         http_fail(resp, LT_ERR_UNAUTHORIZED, "X-Slack-Signature",
                   "the Slack request signature does not match");
         return;
+    case SLACK_SIG_NOMEM:
+        http_fail(resp, LT_ERR_INTERNAL, NULL,
+                  "out of memory while checking the Slack request signature");
+        return;
     }
     if (slack_form_parse(req->body, req->body_len, &form, &err) != LT_OK) {
         http_error(resp, &err);
@@ -755,8 +761,8 @@ void slack_h_command(struct http_request *req, struct http_response *resp)
     switch (cmd.verb) {
     case SLACK_HELP:
         if (cmd.error[0]) {
-            esc_append(text, sizeof(text), cmd.error);
-            esc_append(text, sizeof(text), ".\n");
+            notify_mrkdwn_append(text, sizeof(text), cmd.error);
+            notify_mrkdwn_append(text, sizeof(text), ".\n");
         }
         snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s", help_text);
         answer(resp, 0, text);

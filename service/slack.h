@@ -54,6 +54,7 @@ enum slack_sig {
     SLACK_SIG_BAD_TIMESTAMP, /* not a plain decimal number of seconds */
     SLACK_SIG_STALE,         /* more than SLACK_MAX_SKEW_S away from now_s */
     SLACK_SIG_MISMATCH,      /* malformed, or not the HMAC of this body */
+    SLACK_SIG_NOMEM,         /* out of memory: not checked (the caller answers 500) */
 };
 
 /* Checks a request's signature headers ts and sig (may be NULL) over body (len bytes) with the
@@ -84,6 +85,12 @@ void slack_command_clear(struct slack_command *cmd);
  * (0: chat-ops disabled). Returns 0, or -1 with a message (never the secret) in errbuf. */
 int slack_secret_load(const char *file, const char *env_value, char *out, size_t outlen,
                       size_t *len, char *errbuf, size_t errlen);
+
+/* Removes LOADTESTD_SLACK_SIGNING_SECRET from the environment once it is read: its value is
+ * overwritten with NUL bytes where it lies (so /proc/PID/environ of the daemon no longer shows
+ * it) and the variable is unset (so a child process never inherits it). The file form
+ * (--slack-signing-secret FILE) never puts the secret in the environment and is preferred. */
+void slack_secret_forget_env(void);
 
 /* The route handler of POST /v1/chatops/slack. */
 void slack_h_command(struct http_request *req, struct http_response *resp);

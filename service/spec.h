@@ -20,4 +20,19 @@
 lt_status spec_parse(const char *body, size_t len, json_t **spec, json_t **masked,
                      const struct runner_ops **ops, struct lt_error *err);
 
+/* The placeholder answers show where a secret was hidden. */
+#define SPEC_MASK "***"
+
+/* Masks spec (borrowed, modified in place) for an answer: the kind's secrets (ops->mask_secrets;
+ * ops may be NULL) and the notify member's webhook URL (notify_mask). The one masking function
+ * of the service: run documents and presets both use it. */
+void spec_mask(json_t *spec, const struct runner_ops *ops);
+
+/* Refuses (LT_ERR_INVALID_SPEC naming the member) a validated spec (borrowed) that holds the
+ * masked placeholder "***" where a secret goes (a credential header, a URL password, a DSN
+ * password, the webhook URL's hidden parts): what a client gets back from GET and sends back
+ * unchanged would otherwise be stored or used as the secret. "***" elsewhere is fine. */
+lt_status spec_check_placeholders(const json_t *spec, const struct runner_ops *ops,
+                                  struct lt_error *err);
+
 #endif

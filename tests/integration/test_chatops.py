@@ -339,11 +339,80 @@ def test_slack_run_posts_verdict_to_response_url():
         rx.stop()
 
 
+def test_slack_run_cannot_move_preset_secrets():
+    d = ctx["d"]
+    spec = capacity_spec()
+    spec["target"]["headers"] = {"Authorization": "Bearer slack-test-tok-51"}
+    put_preset(d, "keyed", spec)
+    n = len(d.get("/v1/runs?limit=1000").json["runs"])
+    a = slack(d, "run keyed target.url=http://127.0.0.1:1/")
+    assert a.status == 200 and a.json["response_type"] == "ephemeral", a
+    assert "Could not start" in a.json["text"] and "/target/url" in a.json["text"], a
+    assert "/target/headers/Authorization" in a.json["text"], a
+    assert b"slack-test-tok-51" not in a.raw, a
+    assert len(d.get("/v1/runs?limit=1000").json["runs"]) == n, "a run was started"
+
+
+def test_slack_run_when_the_notifier_is_full():
+    """1024 deliveries pending (queued runs with webhooks behind one long run): a Slack run still
+    starts, but its answer says the verdict cannot be posted back, and the log says why."""
+    d = ltd.Daemon(args, extra=["--slack-signing-secret", ctx["secret_path"],
+                                "--max-concurrent-runs", "1", "--max-queued-runs", "1100"])
+    try:
+        put_preset(d, "quick", capacity_spec())
+        a = d.post("/v1/runs", capacity_spec(duration_s=300))
+        assert a.status == 202, a
+        hook = {"webhook_url": "http://127.0.0.1:9/hook"}
+        for i in range(1024):
+            a = d.post("/v1/runs", capacity_spec(notify=hook))
+            assert a.status == 202, (i, a)
+        a = slack(d, "run quick", response_url="http://127.0.0.1:9/commands/T1/7/x")
+        assert a.status == 200 and "Started run" in a.json["text"], a
+        assert "cannot be posted back" in a.json["text"], a
+        assert "follows here" not in a.json["text"], a
+        run_id = a.json["text"].split("`")[1]
+        assert "status %s" % run_id in a.json["text"], a
+        assert "outcome=not_watched" in d.log_text(), "the log does not say why"
+    finally:
+        d.kill()
+
+
+def test_expired_response_url_is_logged():
+    """Slack refuses a response_url after 30 minutes or 5 posts (404): one clear log line, no
+    retry."""
+    d = ctx["d"]
+    rx = Receiver(plan=[404])
+    try:
+        put_preset(d, "quick", capacity_spec(duration_s=5))
+        a = slack(d, "run quick load.duration_s=1", response_url=rx.base + "/commands/T1/9/old")
+        assert a.status == 200 and "Started run" in a.json["text"], a
+        run_id = a.json["text"].split("`")[1]
+        d.wait_status(run_id, ("passed", "failed", "error"), timeout=60)
+        got = rx.wait_for(1, timeout=30)
+        assert got[0]["answered"] == 404, got
+        deadline = time.time() + 10
+        line = ""
+        while not line and time.time() < deadline:
+            line = next((x for x in d.log_text().splitlines()
+                         if run_id in x and "reason=response_url_refused" in x), "")
+            time.sleep(0.1)
+        assert "30 minutes" in line and "http_status=404" in line, line
+        time.sleep(1.5)
+        assert len(rx.got) == 1, rx.got  # not retried
+    finally:
+        rx.stop()
+
+
 def test_secret_from_environment():
     d = ltd.Daemon(args, env={"LOADTESTD_SLACK_SIGNING_SECRET": SECRET})
     try:
         a = slack(d, "help")
         assert a.status == 200, a
+        # Read once, then wiped where it lay and unset: the daemon's /proc/PID/environ no
+        # longer shows it (and children would not inherit it).
+        with open("/proc/%d/environ" % d.proc.pid, "rb") as f:
+            environ = f.read()
+        assert SECRET.encode() not in environ, "the signing secret is still in the environment"
         body = b"text=help"
         a = slack(d, None, body=body, headers=sign(body, secret="other"))
         assert a.status == 401, a
@@ -453,6 +522,7 @@ def main():
         return connect_check()
     ctx["target"] = ltd.Target(args, "latency_target")
     path = secret_file()
+    ctx["secret_path"] = path
     ctx["d"] = ltd.Daemon(args, extra=["--slack-signing-secret", path])
     try:
         rc = ltd.run_tests([
@@ -464,6 +534,9 @@ def main():
             test_slack_bad_forms,
             test_slack_status_last_cancel,
             test_slack_run_posts_verdict_to_response_url,
+            test_slack_run_cannot_move_preset_secrets,
+            test_slack_run_when_the_notifier_is_full,
+            test_expired_response_url_is_logged,
             test_secret_from_environment,
             test_retry_after_and_shutdown,
             test_hanging_receiver_does_not_hold_up_shutdown,

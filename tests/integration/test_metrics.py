@@ -246,6 +246,11 @@ def test_routes_are_patterns_and_unmatched_is_other():
         assert d.get("/no/such/path").status == 404
         assert d.get("/v1/runs/rdoesnotexist0000000000").status == 404
         assert d.request("DELETE", "/metrics").status == 405
+        # No query parameters: /metrics never long-polls, and refuses what it does not know.
+        for q, name in (("?wait=5", "wait"), ("?x=1", "x")):
+            b = d.get("/metrics" + q)
+            assert b.status == 400 and b.json["error"]["code"] == "invalid_parameter", b
+            assert b.json["error"]["field"] == name, b
         a, fams = scrape(d)
         assert value(fams, "loadtestd_api_requests_total", method="GET", route="other",
                      code="404") == 1
@@ -253,6 +258,8 @@ def test_routes_are_patterns_and_unmatched_is_other():
                      code="404") == 1
         assert value(fams, "loadtestd_api_requests_total", method="DELETE", route="/metrics",
                      code="405") == 1
+        assert value(fams, "loadtestd_api_requests_total", method="GET", route="/metrics",
+                     code="400") == 2
         assert value(fams, "loadtestd_api_request_duration_seconds_count", route="other") == 1
         text = a.raw.decode()
         assert "rdoesnotexist" not in text and "/no/such" not in text, "raw path in a label"

@@ -213,7 +213,9 @@ def test_invalid_overrides_name_the_field():
         ({"bogus": 1}, 400, "invalid_spec", "/bogus"),
         ({"kind": "ratelimit"}, 400, "invalid_spec", None),
         ({"target": {"url": None}}, 400, "invalid_spec", "/target/url"),
-        ({"target": {"url": "http://192.0.2.1/"}}, 403, "forbidden_target", "/target/url"),
+        # (with the stored key replaced: else the key would be refused first, see below)
+        ({"target": {"url": "http://192.0.2.1/", "headers": {"X-Api-Key": "other"}}}, 403,
+         "forbidden_target", "/target/url"),
         ([1], 400, "invalid_spec", None),
     ]
     for body, status, code, field in cases:
@@ -445,6 +447,121 @@ def test_other_kinds_baseline_threshold():
         bt.stop()
 
 
+# ---------------------------------------------------------------- review fixes
+
+HOOK = "https://u:pw-7c1e@127.0.0.1:1/x?token=abc-9d2f"
+
+
+def test_preset_answers_mask_the_webhook_url():
+    d, t = shared()
+    spec = capacity(t)
+    spec["notify"] = {"webhook_url": HOOK}
+    answers = [put(d, "hooked", spec), put(d, "hooked", spec), d.get("/v1/presets/hooked"),
+               d.get("/v1/presets")]
+    assert answers[0].status == 201 and answers[1].status == 200, answers
+    for a in answers:
+        assert b"pw-7c1e" not in a.raw and b"abc-9d2f" not in a.raw, a
+    assert answers[2].json["spec"]["notify"]["webhook_url"] == "https://127.0.0.1:1/***", answers
+    # A Slack incoming webhook's path and a token as the user part are secrets too.
+    for url, secret in (("http://127.0.0.1:1/services/T0AAA/B0BBB/slackSecret77", b"slackSecret77"),
+                        ("https://tokenUser88@127.0.0.1:1/", b"tokenUser88")):
+        spec["notify"] = {"webhook_url": url}
+        a = put(d, "hooked", spec)
+        assert a.status == 200 and secret not in a.raw, a
+        assert a.json["spec"]["notify"]["webhook_url"].endswith(":1/***"), a.json
+        r = d.post("/v1/runs", dict(spec, load={"users": 1, "rate_per_user": 1, "duration_s": 1}))
+        assert r.status == 202 and secret not in r.raw, r
+        assert secret not in d.get("/v1/runs/" + r.json["id"]).raw
+        wait(d, r.json["id"])
+    # A webhook URL without anything secret is shown as it is.
+    spec["notify"] = {"webhook_url": "http://127.0.0.1:1/"}
+    a = put(d, "hooked", spec)
+    assert a.json["spec"]["notify"]["webhook_url"] == "http://127.0.0.1:1/", a.json
+    for word in ("pw-7c1e", "abc-9d2f", "slackSecret77", "tokenUser88"):
+        assert word not in d.log_text(), word
+    assert d.request("DELETE", "/v1/presets/hooked").status == 204
+
+
+def test_masked_placeholder_refused():
+    d, t = shared()
+    gen = {"kind": "generate", "database": {"dsn": "postgresql://loader:***@127.0.0.1:1/traces"},
+           "rows": 10, "dim": 4, "index": {"build": "none"}}
+    cap = capacity(t)
+    cap["target"]["headers"]["X-Api-Key"] = "***"
+    hook = capacity(t)
+    hook["notify"] = {"webhook_url": "https://127.0.0.1:1/***"}
+    userinfo = capacity(t)
+    userinfo["target"]["url"] = t.base.replace("http://", "http://me:***@") + "/fixed?ms=1"
+    cases = [(cap, "/target/headers/X-Api-Key"), (gen, "/database/dsn"),
+             (hook, "/notify/webhook_url"), (userinfo, "/target/url")]
+    for spec, field in cases:
+        for a in (put(d, "placeholder", spec), d.post("/v1/runs", spec)):
+            assert a.status == 400, (field, a)
+            err = a.json["error"]
+            assert err["code"] == "invalid_spec" and err["field"] == field, (field, a)
+            assert "masked placeholder" in err["message"], a
+    assert d.get("/v1/presets/placeholder").status == 404
+    # What GET answers, PUT back unchanged, is refused rather than stored as the secret.
+    assert put(d, "placeholder", capacity(t)).status == 201
+    back = d.get("/v1/presets/placeholder").json["spec"]
+    a = put(d, "placeholder", back)
+    assert a.status == 400 and a.json["error"]["field"] == "/target/headers/X-Api-Key", a
+    # ... and so are overrides that send it.
+    a = start(d, "placeholder", {"target": {"headers": {"X-Api-Key": "***"}}})
+    assert a.status == 400 and a.json["error"]["field"] == "/target/headers/X-Api-Key", a
+    # "***" where no secret goes is just text.
+    ok = capacity(t)
+    ok["name"] = "*** release ***"
+    ok["target"]["headers"]["X-Trace"] = "***"
+    a = put(d, "placeholder", ok)
+    assert a.status == 200 and a.json["spec"]["target"]["headers"]["X-Trace"] == "***", a
+    con = sqlite3.connect("file:%s?mode=ro" % d.db, uri=True)
+    (stored,) = con.execute("SELECT spec_json FROM presets WHERE name = 'placeholder'").fetchone()
+    con.close()
+    assert "k-3f9a1c77e0" in stored  # the real key, never "***"
+    assert d.request("DELETE", "/v1/presets/placeholder").status == 204
+
+
+def test_overrides_cannot_send_stored_secrets_elsewhere():
+    d, t = shared()
+    assert put(d, "pinned", capacity(t)).status == 201
+    port = int(t.base.rsplit(":", 1)[1])
+    runs = len(d.get("/v1/runs?limit=1000").json["runs"])
+    for url in ("http://127.0.0.1:1/fixed?ms=2", "http://localhost:%d/fixed?ms=2" % port,
+                t.base.replace("http://", "https://") + "/fixed?ms=2"):
+        a = start(d, "pinned", {"target": {"url": url}})
+        assert a.status == 400, (url, a)
+        err = a.json["error"]
+        assert err["code"] == "invalid_spec" and err["field"] == "/target/url", a
+        assert "/target/headers/X-Api-Key" in err["message"] and "PUT" in err["message"], a
+        assert b"k-3f9a1c77e0" not in a.raw, a
+    assert len(d.get("/v1/runs?limit=1000").json["runs"]) == runs, "a refused override ran"
+    # Same endpoint, other path: fine. Another endpoint with the secret replaced or removed: fine.
+    ok = [start(d, "pinned", {"target": {"url": t.base + "/fixed?ms=1"}}),
+          start(d, "pinned", {"target": {"url": "http://127.0.0.1:1/x",
+                                         "headers": {"X-Api-Key": "mine"}}}),
+          start(d, "pinned", {"target": {"url": "http://127.0.0.1:1/x",
+                                         "headers": {"X-Api-Key": None}}})]
+    for a in ok:
+        assert a.status == 202, a
+        wait(d, a.json["id"])
+    assert d.request("DELETE", "/v1/presets/pinned").status == 204
+
+
+def test_etag_differs_after_recreate():
+    d, t = shared()
+    a = put(d, "reborn", capacity(t))
+    assert a.status == 201, a
+    old = a.header("ETag")
+    assert d.request("DELETE", "/v1/presets/reborn").status == 204
+    b = put(d, "reborn", capacity(t, users=3))
+    assert b.status == 201 and b.json["version"] == a.json["version"], b
+    assert b.header("ETag") != old, (old, b.header("ETag"))
+    g = d.get("/v1/presets/reborn", headers={"If-None-Match": old})
+    assert g.status == 200 and g.json["spec"]["load"]["users"] == 3, g
+    assert d.request("DELETE", "/v1/presets/reborn").status == 204
+
+
 def test_preset_column_survives_restart():
     d, t = shared()
     assert put(d, "restart", capacity(t)).status == 201
@@ -468,6 +585,8 @@ if __name__ == "__main__":
              test_invalid_overrides_name_the_field, test_idempotency_key_on_preset_runs,
              test_tokens, test_compare_by_id_and_last_passed, test_compare_errors,
              test_regression_threshold_fails_a_slower_run, test_other_kinds_baseline_threshold,
+             test_preset_answers_mask_the_webhook_url, test_masked_placeholder_refused,
+             test_overrides_cannot_send_stored_secrets_elsewhere, test_etag_differs_after_recreate,
              test_preset_column_survives_restart]
     try:
         rc = ltd.run_tests(tests)

@@ -255,6 +255,80 @@ static void test_payloads(void)
     json_decref(m);
 }
 
+/* 1 when s is valid UTF-8 (no overlong or surrogate checks: enough to see a cut character). */
+static int utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p) {
+        size_t len = *p < 0x80             ? 1
+                     : (*p & 0xe0) == 0xc0 ? 2
+                     : (*p & 0xf0) == 0xe0 ? 3
+                     : (*p & 0xf8) == 0xf0 ? 4
+                                           : 0;
+        if (len == 0)
+            return 0;
+        for (size_t i = 1; i < len; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+        }
+        p += len;
+    }
+    return 1;
+}
+
+static void test_mrkdwn_cut_at_character(void)
+{
+    /* 2-, 3- and 4-byte characters and escapes: every buffer size gives valid UTF-8. */
+    const char *s = "a\xc3\xa9<\xe2\x82\xac&\xf0\x9f\x98\x80z\xc3\xa9\xe2\x82\xac";
+    const char *full = "a\xc3\xa9&lt;\xe2\x82\xac&amp;\xf0\x9f\x98\x80z\xc3\xa9\xe2\x82\xac";
+    char buf[64];
+
+    for (size_t cap = 1; cap <= sizeof(buf); cap++) {
+        buf[0] = '\0';
+        notify_mrkdwn_append(buf, cap, s);
+        CHECK(strlen(buf) < cap);
+        CHECK(utf8_valid(buf));
+        if (cap > strlen(full))
+            CHECK_STR(buf, full);
+        else if (cap >= 4)
+            CHECK(strlen(buf) >= 3 && strcmp(buf + strlen(buf) - 3, "\xe2\x80\xa6") == 0);
+    }
+    /* Appending to a full buffer keeps it valid; an invalid input byte becomes '?'. */
+    notify_mrkdwn_append(buf, sizeof(buf), "\xe2\x82\xac\xe2\x82\xac");
+    CHECK(utf8_valid(buf));
+    buf[0] = '\0';
+    notify_mrkdwn_append(buf, sizeof(buf), "x\xff\xc3y");
+    CHECK_STR(buf, "x??y");
+
+    /* A 200-character non-ASCII run name and a long error: the message is cut, still valid
+     * UTF-8 (json_pack refuses invalid UTF-8: the message was NULL and never sent). The error
+     * starts with 0 to 3 ASCII bytes to move the cut across the characters' bytes. */
+    char name[200 * 4 + 1] = "", emsg[1600 * 2 + 64];
+    struct run_record r;
+
+    for (int i = 0; i < 200; i++)
+        strcat(name, "\xf0\x9f\x98\x80");
+    memset(&r, 0, sizeof(r));
+    strcpy(r.id, "r01a23d65513d314d4db2");
+    strcpy(r.kind, "capacity");
+    r.name = name;
+    r.status = RUN_ERROR;
+    r.error_json = emsg;
+    for (int shift = 0; shift < 4; shift++) {
+        snprintf(emsg, sizeof(emsg), "{\"message\":\"%.*s", shift, "xxx");
+        for (int i = 0; i < 1600; i++)
+            strcat(emsg, "\xc3\xa9");
+        strcat(emsg, "\"}");
+        json_t *m = notify_slack_message(&r, 0);
+        const char *text = json_string_value(json_object_get(m, "text"));
+        REQUIRE(m != NULL && text != NULL);
+        CHECK(utf8_valid(text) && strstr(text, "\xf0\x9f\x98\x80") != NULL);
+        CHECK(strcmp(text + strlen(text) - 3, "\xe2\x80\xa6") == 0);
+        json_decref(m);
+    }
+}
+
 static void test_secret_load(void)
 {
     char out[SLACK_SECRET_MAX + 1], err[256];
@@ -285,6 +359,7 @@ int main(void)
     RUN(test_grammar);
     RUN(test_notify_member);
     RUN(test_payloads);
+    RUN(test_mrkdwn_cut_at_character);
     RUN(test_secret_load);
     return harness_report();
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compare.h"
 #include "harness.h"
 #include "presets.h"
 
@@ -112,11 +113,43 @@ static void test_deep_patch(void)
     json_decref(want);
 }
 
+/* Results whose difference overflows (or whose base is tiny) compare with null delta and
+ * delta_pct rather than failing as "out of memory" (json_real refuses non-finite values). */
+static void test_compare_non_finite(void)
+{
+    struct run_record run, base;
+    struct lt_error err;
+    json_t *out = NULL, *m;
+
+    memset(&run, 0, sizeof(run));
+    memset(&base, 0, sizeof(base));
+    memset(&err, 0, sizeof(err));
+    strcpy(run.id, "r01a23d65513d314d4db2");
+    strcpy(base.id, "r01a23d62f33866e25d5f");
+    strcpy(run.kind, "capacity");
+    strcpy(base.kind, "capacity");
+    run.status = base.status = RUN_PASSED;
+    run.result_json = (char *)"{\"latency_ms\":{\"p99\":1e308,\"p50\":1},\"achieved_rps\":1}";
+    base.result_json =
+        (char *)"{\"latency_ms\":{\"p99\":-1e308,\"p50\":5e-324},\"achieved_rps\":1}";
+    REQUIRE(compare_runs(&run, &base, 10, &out, &err) == LT_OK);
+    m = json_array_get(json_object_get(out, "metrics"), 2); /* latency_ms.p99 */
+    CHECK_STR(json_string_value(json_object_get(m, "name")), "latency_ms.p99");
+    CHECK(json_is_null(json_object_get(m, "delta")) &&
+          json_is_null(json_object_get(m, "delta_pct")));
+    m = json_array_get(json_object_get(out, "metrics"), 0); /* latency_ms.p50: 1 vs 5e-324 */
+    CHECK(json_is_number(json_object_get(m, "delta")) &&
+          json_is_null(json_object_get(m, "delta_pct")));
+    CHECK(json_is_true(json_object_get(m, "regressed")));
+    json_decref(out);
+}
+
 int main(void)
 {
     RUN(test_rfc7386_examples);
     RUN(test_preset_overrides);
     RUN(test_patch_not_aliased);
     RUN(test_deep_patch);
+    RUN(test_compare_non_finite);
     return harness_report();
 }
