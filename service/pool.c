@@ -25,8 +25,12 @@
  * Store failures: when the store cannot write (disk full, locked), a run thread retries its run's
  *   start and final status until it can (update_retrying), so no run is left showing queued or
  *   running while the daemon lives; once the pool is stopping it gives up after a few attempts.
- * Shutdown (pool_free): stopping is set, queued jobs end cancelled, running jobs get their cancel
- *   flag raised; run threads finish their job (runners stop within a second) and exit.
+ * Shutdown (pool_stop): stopping is set, queued jobs end cancelled, running jobs get their cancel
+ *   flag raised; run threads finish their job (runners stop within a second) and exit, and are
+ *   joined. The struct, its lock and its conditions stay valid: HTTP requests still in progress
+ *   on open connections may call pool_submit (LT_ERR_UNAVAILABLE), pool_cancel (not found),
+ *   pool_counts (0) and pool_wait_change until the HTTP server is stopped; only then does
+ *   pool_free release the memory. `stop_lock` makes pool_stop idempotent.
  */
 #define _GNU_SOURCE
 #include "pool.h"
@@ -74,8 +78,10 @@ struct pool {
     int nqueued;
     int nrunning;
     int stopping;
+    int joined; /* pool_stop joined the run threads (guarded by stop_lock) */
     unsigned long changes;
     struct change recent[POOL_RECENT]; /* the last changes, slot = n % POOL_RECENT */
+    pthread_mutex_t stop_lock;         /* serialises pool_stop calls */
 
     /* Per kind (index in load_kinds): load requests sent, failed, rows inserted. */
     atomic_ullong tot_requests[POOL_KINDS];
@@ -371,6 +377,7 @@ struct pool *pool_new(struct store *st, const struct pool_config *cfg)
         atomic_init(&p->tot_rows[k], 0);
     }
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->stop_lock, NULL);
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->changed, NULL);
     p->threads = calloc((size_t)cfg->max_concurrent, sizeof(pthread_t));
@@ -405,12 +412,17 @@ static lt_status cancel_queued(struct pool *p, struct job *j)
     return st;
 }
 
-void pool_free(struct pool *p)
+void pool_stop(struct pool *p)
 {
     struct job *q;
 
     if (p == NULL)
         return;
+    pthread_mutex_lock(&p->stop_lock);
+    if (p->joined) {
+        pthread_mutex_unlock(&p->stop_lock);
+        return;
+    }
     pthread_mutex_lock(&p->lock);
     p->stopping = 1;
     q = p->queue_head;
@@ -429,9 +441,19 @@ void pool_free(struct pool *p)
     }
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
+    p->joined = 1;
+    pthread_mutex_unlock(&p->stop_lock);
+}
+
+void pool_free(struct pool *p)
+{
+    if (p == NULL)
+        return;
+    pool_stop(p);
     free(p->threads);
     pthread_cond_destroy(&p->changed);
     pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->stop_lock);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }

@@ -34,7 +34,14 @@ struct pool_config {
 struct pool *pool_new(struct store *st, const struct pool_config *cfg);
 
 /* Cancels every run (running ones end "cancelled" with their partial results stored, queued
- * ones end "cancelled" without starting), joins the threads and frees the pool. NULL allowed. */
+ * ones end "cancelled" without starting) and joins the run threads. The pool stays valid: after
+ * it pool_submit answers LT_ERR_UNAVAILABLE, pool_cancel LT_ERR_NOT_FOUND and pool_counts 0, so
+ * HTTP requests still in progress may call them until the server is stopped. Idempotent; NULL
+ * allowed. */
+void pool_stop(struct pool *p);
+
+/* Stops the pool (pool_stop) if not done yet and frees it. Call it only once nothing else can
+ * call into the pool (after http_stop). NULL allowed. */
 void pool_free(struct pool *p);
 
 /* Admits a run: stores rec (status queued; rec->seq and rec->version are set) and queues it,

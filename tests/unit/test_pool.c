@@ -304,12 +304,43 @@ static void test_changes_by_run_and_totals(void)
     remove_store(path);
 }
 
+/* After pool_stop the pool is still usable by HTTP requests in progress: submits are refused
+ * (and stored nowhere), cancels find nothing, counts are 0; a second stop is harmless. */
+static void test_stop_keeps_pool_valid(void)
+{
+    char path[256], r1[LT_ID_SIZE], r2[LT_ID_SIZE];
+    struct store *st = open_store(path, sizeof(path));
+    struct pool_config cfg = {.max_concurrent = 1, .max_queued = 5};
+    struct pool *p;
+    int running = -1, queued = -1;
+
+    REQUIRE(st != NULL);
+    p = pool_new(st, &cfg);
+    REQUIRE(p != NULL);
+    CHECK(submit(p, 10000, "pass", r1) == LT_OK);
+    CHECK(wait_status(st, r1, RUN_RUNNING, 2000));
+    pool_stop(p);
+    CHECK(status_of(st, r1) == RUN_CANCELLED);
+    CHECK(submit(p, 100, "pass", r2) == LT_ERR_UNAVAILABLE);
+    CHECK(status_of(st, r2) == -1);
+    CHECK(pool_cancel(p, r1) == LT_ERR_NOT_FOUND);
+    pool_counts(p, &running, &queued);
+    CHECK(running == 0 && queued == 0);
+    unsigned long c = pool_wait_change(p, 0, 0);
+    CHECK(pool_wait_change(p, c, 10) == c);
+    pool_stop(p);
+    pool_free(p);
+    store_free(st);
+    remove_store(path);
+}
+
 int main(void)
 {
     lt_log_set_quiet(1);
     RUN(test_outcomes);
     RUN(test_queue_bounds_and_cancel);
     RUN(test_shutdown_cancels_queued);
+    RUN(test_stop_keeps_pool_valid);
     RUN(test_many_concurrent_submits);
     RUN(test_changes_by_run_and_totals);
     return harness_report();
