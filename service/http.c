@@ -11,15 +11,20 @@
  * HTTP thread then suspends the connection (MHD_suspend_connection; libmicrohttpd stops polling
  * it) and links its req_ctx into `held`; no thread waits for it. One thread, "http-waiter",
  * sleeps in routes_wait_change (the run pool's change counter: state changes and progress
- * reports) for at most HOLD_TICK_MS, then resumes (MHD_resume_connection) every held request
- * whose run changed (routes_changed_since: the pool remembers which runs its last changes were
- * of), whose deadline passed, or all of them when stopping. A resumed request runs its handler
- * again on an HTTP thread, which answers or holds again (the original deadline is kept). A
- * spurious wake-up costs one store read.
- * Lock: `hold_lock` guards held, nheld, nunfinished, stopping, waiter_stop and the hold fields
- *   of every req_ctx; hold_cond wakes http_quiesce when nunfinished drops to 0. Order:
- *   hold_lock, then the pool's lock or libmicrohttpd's own locks (suspend and resume are called
- *   with hold_lock held); the waiter never holds hold_lock while it waits on the pool.
+ * reports) for at most HOLD_TICK_MS, copies the pool's recent changes once
+ * (routes_changes_snapshot: the pool remembers which runs its last changes were of), then resumes
+ * (MHD_resume_connection) every held request whose run changed according to that copy, whose
+ * deadline passed, or all of them when stopping. A resumed request runs its handler again on an
+ * HTTP thread, which answers or holds again (the original deadline is kept). A spurious wake-up
+ * costs one store read.
+ * Lock: `hold_lock` guards held, nunfinished, waiter_stop, the writes of nheld and stopping, and
+ *   the hold fields of every req_ctx; hold_cond wakes http_quiesce when nunfinished drops to 0.
+ *   Order: hold_lock, then libmicrohttpd's own locks (suspend and resume are called with
+ *   hold_lock held). hold_lock is never held while calling into the pool: the waiter takes its
+ *   snapshot first, so a slow pool lock (pool_submit holds it across a store insert, an fsync)
+ *   never reaches hold_lock. Requests that are not long-polls never take hold_lock:
+ *   hold_allowed reads the atomic `stopping` and the request's own deadline (written only by the
+ *   request's own thread, in hold_request).
  * Cap: at most HTTP_HOLD_MAX requests are held; past it the handler is called with
  *   may_hold = 0 and answers at once (held connections count against the limit of 1024).
  * Metrics: every answered request is counted in on_completed (metrics.c, atomics).
@@ -41,6 +46,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "pool.h"
 
 /* Bodies announced larger than this are refused before reading them; smaller ones are read and
  * discarded past HTTP_BODY_MAX so the client sees the 413 rather than a reset. */
@@ -57,17 +63,18 @@ struct http_server {
     struct app *app;
     struct metrics *metrics;
 
-    pthread_mutex_t hold_lock; /* guards: held, nheld, nunfinished, stopping, waiter_stop and
-                                  the hold_* fields of every req_ctx */
+    pthread_mutex_t hold_lock; /* guards: held, nunfinished, waiter_stop, the writes of nheld
+                                  and stopping, and the hold_* fields of every req_ctx */
     pthread_cond_t hold_cond;
     struct req_ctx *held; /* suspended requests, linked by hold_next */
-    int nheld;
-    int nunfinished; /* requests held at least once and not completed yet */
-    int stopping;    /* no more holds */
+    atomic_int nheld;     /* read without the lock (GET /metrics) */
+    int nunfinished;      /* requests held at least once and not completed yet */
+    atomic_int stopping;  /* no more holds; read without the lock (hold_allowed) */
     int waiter_stop;
     pthread_t waiter;
     int waiter_started;
-    atomic_ulong changes; /* the pool's change counter as the waiter last saw it */
+    atomic_ulong changes;     /* the pool's change counter as the waiter last saw it */
+    struct pool_changes snap; /* the waiter's copy of the pool's recent changes (waiter only) */
 };
 
 struct req_ctx {
@@ -371,7 +378,7 @@ static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms,
     int held = 0;
 
     pthread_mutex_lock(&s->hold_lock);
-    if (!s->stopping && s->nheld < HTTP_HOLD_MAX) {
+    if (!atomic_load(&s->stopping) && atomic_load(&s->nheld) < HTTP_HOLD_MAX) {
         if (ctx->hold_deadline_ns == 0) {
             ctx->hold_deadline_ns = lt_mono_ns() + (int64_t)hold_ms * 1000000;
             s->nunfinished++;
@@ -381,7 +388,7 @@ static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms,
         ctx->hold_linked = 1;
         ctx->hold_next = s->held;
         s->held = ctx;
-        s->nheld++;
+        atomic_fetch_add(&s->nheld, 1);
         /* Under hold_lock, so the waiter cannot resume it before it is suspended. */
         MHD_suspend_connection(ctx->conn);
         held = 1;
@@ -390,15 +397,13 @@ static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms,
     return held;
 }
 
-/* 1 when the handler may still hold the request (its deadline has not passed). */
-static int hold_allowed(struct http_server *s, struct req_ctx *ctx)
+/* 1 when the handler may still hold the request (its deadline has not passed). Lock-free, so
+ * every request can ask: stopping is atomic, and hold_deadline_ns is written only by this
+ * request's own thread (hold_request); the waiter only reads it. */
+static int hold_allowed(struct http_server *s, const struct req_ctx *ctx)
 {
-    int ok;
-
-    pthread_mutex_lock(&s->hold_lock);
-    ok = !s->stopping && (ctx->hold_deadline_ns == 0 || lt_mono_ns() < ctx->hold_deadline_ns);
-    pthread_mutex_unlock(&s->hold_lock);
-    return ok;
+    return !atomic_load(&s->stopping) &&
+           (ctx->hold_deadline_ns == 0 || lt_mono_ns() < ctx->hold_deadline_ns);
 }
 
 static void resp_clear(struct http_response *resp)
@@ -520,31 +525,33 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-/* 1 when the run c waits for may have changed since it was held; else moves its mark to
- * changes (the changes since were of other runs). */
-static int hold_news(struct http_server *s, struct req_ctx *c, unsigned long changes)
+/* 1 when the run c waits for may have changed since it was held, going by the snapshot snap;
+ * else moves its mark to snap's counter (the changes since were of other runs). Does not call
+ * into the pool. */
+static int hold_news(struct req_ctx *c, const struct pool_changes *snap)
 {
-    if (c->hold_seen == changes)
+    if (c->hold_seen == snap->changes)
         return 0;
-    if (c->hold_key[0] == '\0' || routes_changed_since(s->app, c->hold_key, c->hold_seen))
+    if (c->hold_key[0] == '\0' || pool_changes_has(snap, c->hold_key, c->hold_seen))
         return 1;
-    c->hold_seen = changes;
+    c->hold_seen = snap->changes;
     return 0;
 }
 
-/* Resumes held requests: all of them when stopping, else those whose run may have changed or
- * whose deadline passed. Caller holds hold_lock. */
-static void release_held_locked(struct http_server *s, unsigned long changes, int64_t now)
+/* Resumes held requests: all of them when stopping (snap may then be NULL), else those whose
+ * run may have changed according to snap or whose deadline passed. Caller holds hold_lock. */
+static void release_held_locked(struct http_server *s, const struct pool_changes *snap, int64_t now)
 {
     struct req_ctx **pp = &s->held;
 
     while (*pp) {
         struct req_ctx *c = *pp;
-        if (s->stopping || now >= c->hold_deadline_ns || hold_news(s, c, changes)) {
+        if (atomic_load(&s->stopping) || snap == NULL || now >= c->hold_deadline_ns ||
+            hold_news(c, snap)) {
             *pp = c->hold_next;
             c->hold_next = NULL;
             c->hold_linked = 0;
-            s->nheld--;
+            atomic_fetch_sub(&s->nheld, 1);
             MHD_resume_connection(c->conn);
         } else {
             pp = &c->hold_next;
@@ -566,10 +573,14 @@ static void *waiter_main(void *arg)
         pthread_mutex_unlock(&s->hold_lock);
         if (stop)
             return NULL;
-        seen = routes_wait_change(s->app, seen, HOLD_TICK_MS);
+        routes_wait_change(s->app, seen, HOLD_TICK_MS);
+        /* One copy per wake, taken without hold_lock: the pool's lock is never waited for
+         * while hold_lock is held. */
+        routes_changes_snapshot(s->app, &s->snap);
+        seen = s->snap.changes;
         atomic_store(&s->changes, seen);
         pthread_mutex_lock(&s->hold_lock);
-        release_held_locked(s, seen, lt_mono_ns());
+        release_held_locked(s, &s->snap, lt_mono_ns());
         pthread_mutex_unlock(&s->hold_lock);
     }
 }
@@ -581,12 +592,7 @@ struct metrics *http_server_metrics(struct http_server *s)
 
 int http_server_held(struct http_server *s)
 {
-    int n;
-
-    pthread_mutex_lock(&s->hold_lock);
-    n = s->nheld;
-    pthread_mutex_unlock(&s->hold_lock);
-    return n;
+    return atomic_load(&s->nheld);
 }
 
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -643,6 +649,8 @@ struct http_server *http_start(const char *host, int port, int threads,
     }
     pthread_mutex_init(&s->hold_lock, NULL);
     pthread_cond_init(&s->hold_cond, NULL);
+    atomic_init(&s->nheld, 0);
+    atomic_init(&s->stopping, 0);
     atomic_init(&s->changes, routes_wait_change(app, 0, 0));
     s->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s,
                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
@@ -675,9 +683,9 @@ static void release_all(struct http_server *s)
     struct timespec until;
 
     pthread_mutex_lock(&s->hold_lock);
-    s->stopping = 1;
+    atomic_store(&s->stopping, 1);
     s->waiter_stop = 1;
-    release_held_locked(s, 0, 0);
+    release_held_locked(s, NULL, 0);
     pthread_cond_broadcast(&s->hold_cond);
     pthread_mutex_unlock(&s->hold_lock);
     if (s->waiter_started) {

@@ -19,7 +19,8 @@
  *   `work` is signalled when a job is queued or the pool stops; `changed` is broadcast on every
  *   run state change and progress report (long-polls wait on it through pool_wait_change).
  *   The lock is held across the store insert in pool_submit so the capacity check and the
- *   admission are one step.
+ *   admission are one step. pool_changes_snapshot copies the counter and `recent` under it, so
+ *   the HTTP waiter can decide about every held request without calling into the pool for each.
  * Counters: `tot_*` (requests, errors, rows per kind, for GET /metrics) are atomics added to by
  *   the run threads as points arrive and read without a lock.
  * Store failures: when the store cannot write (disk full, locked), a run thread retries its run's
@@ -55,13 +56,6 @@ struct job {
     struct job *next;
 };
 
-#define POOL_RECENT 128 /* changes remembered for pool_changed_since */
-
-struct change {
-    unsigned long n;     /* the change counter after this change; 0 = slot unused */
-    char id[LT_ID_SIZE]; /* the run that changed; "" = every run */
-};
-
 struct pool {
     struct store *store; /* borrowed */
     struct pool_config cfg;
@@ -80,8 +74,8 @@ struct pool {
     int stopping;
     int joined; /* pool_stop joined the run threads (guarded by stop_lock) */
     unsigned long changes;
-    struct change recent[POOL_RECENT]; /* the last changes, slot = n % POOL_RECENT */
-    pthread_mutex_t stop_lock;         /* serialises pool_stop calls */
+    struct pool_change recent[POOL_RECENT]; /* the last changes, slot = n % POOL_RECENT */
+    pthread_mutex_t stop_lock;              /* serialises pool_stop calls */
 
     /* Per kind (index in load_kinds): load requests sent, failed, rows inserted. */
     atomic_ullong tot_requests[POOL_KINDS];
@@ -104,7 +98,7 @@ static void job_free(struct job *j)
  * p->lock. */
 static void note_change_locked(struct pool *p, const char *id)
 {
-    struct change *c;
+    struct pool_change *c;
 
     p->changes++;
     c = &p->recent[p->changes % POOL_RECENT];
@@ -559,21 +553,32 @@ void pool_load_totals(struct pool *p, struct pool_kind_totals out[POOL_KINDS])
     }
 }
 
+void pool_changes_snapshot(struct pool *p, struct pool_changes *out)
+{
+    pthread_mutex_lock(&p->lock);
+    out->changes = p->changes;
+    memcpy(out->recent, p->recent, sizeof(out->recent));
+    pthread_mutex_unlock(&p->lock);
+}
+
+int pool_changes_has(const struct pool_changes *snap, const char *id, unsigned long seen)
+{
+    if (snap->changes - seen >= POOL_RECENT)
+        return snap->changes != seen; /* too far back to tell: maybe */
+    for (unsigned long n = seen + 1; n <= snap->changes; n++) {
+        const struct pool_change *c = &snap->recent[n % POOL_RECENT];
+        if (c->n != n || c->id[0] == '\0' || strcmp(c->id, id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int pool_changed_since(struct pool *p, const char *id, unsigned long seen)
 {
-    int changed = 0;
+    static _Thread_local struct pool_changes snap; /* 6 KiB: kept off the stack */
 
-    pthread_mutex_lock(&p->lock);
-    if (p->changes - seen >= POOL_RECENT) {
-        changed = p->changes != seen; /* too far back to tell: maybe */
-    } else {
-        for (unsigned long n = seen + 1; n <= p->changes && !changed; n++) {
-            const struct change *c = &p->recent[n % POOL_RECENT];
-            changed = c->n != n || c->id[0] == '\0' || strcmp(c->id, id) == 0;
-        }
-    }
-    pthread_mutex_unlock(&p->lock);
-    return changed;
+    pool_changes_snapshot(p, &snap);
+    return pool_changes_has(&snap, id, seen);
 }
 
 unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms)

@@ -79,6 +79,24 @@ void pool_load_totals(struct pool *p, struct pool_kind_totals out[POOL_KINDS]);
  * the run's version). Returns the change counter. */
 unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms);
 
+/* A copy of the pool's recent changes (pool_changes_snapshot), for deciding about many held
+ * requests without calling into the pool for each. */
+#define POOL_RECENT 128 /* changes remembered for pool_changed_since */
+struct pool_change {
+    unsigned long n;     /* the change counter after this change; 0 = slot unused */
+    char id[LT_ID_SIZE]; /* the run that changed; "" = every run */
+};
+struct pool_changes {
+    unsigned long changes;                  /* the change counter when copied */
+    struct pool_change recent[POOL_RECENT]; /* the last changes, slot = n % POOL_RECENT */
+};
+/* Copies the change counter and the recent changes into out under the pool lock (one short
+ * hold, no store access). */
+void pool_changes_snapshot(struct pool *p, struct pool_changes *out);
+/* pool_changed_since answered from a snapshot: 1 when run id may have changed after `seen`
+ * (<= snap->changes), 0 when the changes since were all of other runs. Pure. */
+int pool_changes_has(const struct pool_changes *snap, const char *id, unsigned long seen);
+
 /* 1 when run id may have changed after the change counter was `seen` (a value pool_wait_change
  * returned, <= the current one): a change of that run, of every run (shutdown), or one too far
  * back to tell; 0 when the changes since were all of other runs. Does not block. */

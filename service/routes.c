@@ -129,9 +129,9 @@ unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeou
     return pool_wait_change(app->pool, seen, timeout_ms);
 }
 
-int routes_changed_since(struct app *app, const char *key, unsigned long seen)
+void routes_changes_snapshot(struct app *app, struct pool_changes *out)
 {
-    return pool_changed_since(app->pool, key, seen);
+    pool_changes_snapshot(app->pool, out);
 }
 
 struct target_check {

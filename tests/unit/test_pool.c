@@ -289,6 +289,15 @@ static void test_changes_by_run_and_totals(void)
     CHECK(pool_changed_since(p, a, c0) == 1);
     CHECK(pool_changed_since(p, b, c0) == 0);
     CHECK(pool_changed_since(p, b, c0 - 100000) == 1); /* too far back: maybe */
+    /* The same answers from one copy of the ring (what the HTTP waiter uses). */
+    static struct pool_changes snap;
+    pool_changes_snapshot(p, &snap);
+    CHECK(snap.changes >= c1);
+    CHECK(pool_changes_has(&snap, a, c0) == 1);
+    CHECK(pool_changes_has(&snap, b, c0) == 0);
+    CHECK(pool_changes_has(&snap, b, before) == 1);
+    CHECK(pool_changes_has(&snap, a, snap.changes) == 0);
+    CHECK(pool_changes_has(&snap, b, c0 - 100000) == 1);
     CHECK(pool_cancel(p, b) == LT_OK);
     CHECK(pool_changed_since(p, b, c1) == 1);
     CHECK(pool_cancel(p, a) == LT_OK);
@@ -302,6 +311,30 @@ static void test_changes_by_run_and_totals(void)
     pool_free(p);
     store_free(st);
     remove_store(path);
+}
+
+/* pool_changes_has on a hand-made snapshot: changes of other runs, of every run (""), and slots
+ * overwritten since (n does not match: maybe). */
+static void test_changes_has_pure(void)
+{
+    static struct pool_changes snap;
+    const char *ids[] = {"x", "y", "x", "", "y"};
+
+    memset(&snap, 0, sizeof(snap));
+    for (unsigned long n = 1; n <= 5; n++) {
+        snap.recent[n % POOL_RECENT].n = n;
+        strcpy(snap.recent[n % POOL_RECENT].id, ids[n - 1]);
+    }
+    snap.changes = 5;
+    CHECK(pool_changes_has(&snap, "x", 5) == 0); /* nothing since */
+    CHECK(pool_changes_has(&snap, "x", 4) == 0); /* only y since */
+    CHECK(pool_changes_has(&snap, "y", 4) == 1);
+    CHECK(pool_changes_has(&snap, "z", 3) == 1); /* 4 was of every run */
+    CHECK(pool_changes_has(&snap, "x", 1) == 1);
+    snap.recent[5 % POOL_RECENT].n = 5 + POOL_RECENT; /* overwritten: cannot tell */
+    CHECK(pool_changes_has(&snap, "x", 4) == 1);
+    snap.changes = 5 + POOL_RECENT;
+    CHECK(pool_changes_has(&snap, "x", 4) == 1); /* too far back */
 }
 
 /* After pool_stop the pool is still usable by HTTP requests in progress: submits are refused
@@ -343,5 +376,6 @@ int main(void)
     RUN(test_stop_keeps_pool_valid);
     RUN(test_many_concurrent_submits);
     RUN(test_changes_by_run_and_totals);
+    RUN(test_changes_has_pure);
     return harness_report();
 }
