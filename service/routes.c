@@ -531,8 +531,10 @@ static void h_get_run(struct http_request *req, struct http_response *resp)
         fetch_run(req, resp, &r) != 0)
         return;
     run_etag(&r, resp->etag, sizeof(resp->etag), NULL);
-    if (etag_matches(req, resp->etag) && wait_s > 0 && req->may_hold) {
-        resp->hold_ms = (int)wait_s * 1000; /* no news yet: called again on a change */
+    if (etag_matches(req, resp->etag) && wait_s > 0 && req->may_hold &&
+        !run_status_is_final(r.status)) {
+        /* No news yet: called again on a change. A final run never changes: 304 at once. */
+        resp->hold_ms = (int)wait_s * 1000;
         snprintf(resp->hold_key, sizeof(resp->hold_key), "%s", r.id);
     } else if (etag_matches(req, resp->etag))
         resp->status = 304;
