@@ -3,9 +3,17 @@
  *
  * Threads: libmicrohttpd runs `threads` internal threads, each with its own epoll loop over its
  * share of the connections. Each request gets a struct req_ctx (owned by the connection,
- * freed in on_completed) that accumulates the body up to HTTP_BODY_MAX; past that the rest is
- * read and discarded and the answer is 413. Handlers run on these threads, so they must never
- * wait for a run; they only validate, talk to the store and enqueue.
+ * freed in on_completed). On the first call for a request (headers complete, no body read yet)
+ * `admit` matches the route and checks the token and the announced Content-Length against the
+ * route's cap (routes_body_max: HTTP_BODY_MAX or smaller). A request it refuses (404, 405, 401,
+ * 403, 413) that announces a body is answered at once, before any of the body is read, and
+ * libmicrohttpd closes the connection after the answer (it reads none of that body), so an
+ * unauthenticated client cannot make the daemon buffer a body; one without a body is answered on
+ * the next call as usual, keeping the connection. An admitted request's body accumulates in
+ * req_ctx up to the cap; a chunked body that grows past it ends the connection at once, without
+ * an answer (libmicrohttpd 0.9.75 cannot queue one in the middle of a body; logged as 413).
+ * Handlers run on these threads, so they must never wait for a run; they only validate, talk to the
+ * store and enqueue.
  *
  * Long-polls (DESIGN): a handler with no news yet sets resp->hold_ms instead of answering. The
  * HTTP thread then suspends the connection (MHD_suspend_connection; libmicrohttpd stops polling
@@ -48,10 +56,6 @@
 #include "metrics.h"
 #include "pool.h"
 
-/* Bodies announced larger than this are refused before reading them; smaller ones are read and
- * discarded past HTTP_BODY_MAX so the client sees the 413 rather than a reset. */
-#define HTTP_DISCARD_MAX (64 * 1024 * 1024)
-
 #define HOLD_TICK_MS 200  /* the waiter looks at deadlines and the stop flag at least this often */
 #define DRAIN_MS     2000 /* how long http_quiesce lets released long-polls finish answering */
 
@@ -82,13 +86,16 @@ struct req_ctx {
     char *buf;
     size_t len;
     size_t cap;
-    int too_large;
     int status;
     char run[LT_ID_SIZE];
     char method[12];
     char path[160]; /* sanitised for the log line */
     size_t bytes_in;
     int route_row; /* index of the matched route pattern in the table, -1 when none */
+    const struct http_route *route; /* set by admit: the route whose handler answers */
+    int refused;                    /* admit refused it; the answer is in refusal */
+    struct http_response refusal;   /* owned while refused and not sent */
+    char id[HTTP_SEGMENT_SIZE];     /* its path parameter, "" when none */
     struct MHD_Connection *conn;
     /* Long-poll state, guarded by the server's hold_lock. */
     int64_t hold_deadline_ns;  /* 0: never held */
@@ -306,21 +313,25 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
     return rc;
 }
 
-static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct req_ctx *ctx,
-                     const char *url, const char *method, int may_hold, struct http_response *resp)
+/* The body cap of route r (HTTP_BODY_MAX unless the routes module gives it a smaller one). */
+static size_t route_body_max(const struct http_route *r)
 {
-    char id[HTTP_SEGMENT_SIZE];
+    return r ? routes_body_max(r) : HTTP_BODY_MAX;
+}
+
+/* Admission, on the first call for a request (headers complete, no body read yet): matches the
+ * route, checks the token, and refuses a Content-Length over the route's cap. Returns 0 with
+ * ctx->route and ctx->id set; -1 with the error answer (404, 405, 401, 403, 413) in resp, to be
+ * sent before any of the body is read. */
+static int admit(struct http_server *s, struct MHD_Connection *conn, struct req_ctx *ctx,
+                 const char *url, const char *method, struct http_response *resp)
+{
     char allow[64] = "";
     const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
     int path_known = 0;
 
-    if (ctx->too_large) {
-        http_fail(resp, LT_ERR_PAYLOAD_TOO_LARGE, NULL, "request body is larger than %d bytes",
-                  HTTP_BODY_MAX);
-        return;
-    }
     for (const struct http_route *r = s->routes; r->method; r++) {
-        if (!http_route_match(r->pattern, url, id))
+        if (!http_route_match(r->pattern, url, ctx->id))
             continue;
         if (!path_known)
             ctx->route_row = (int)(r - s->routes);
@@ -330,6 +341,7 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
             snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "", r->method);
             continue;
         }
+        ctx->route_row = (int)(r - s->routes);
         enum auth_result ar = routes_authorize(
             s->app, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), r->need);
         if (ar == AUTH_MISSING || ar == AUTH_BAD) {
@@ -337,37 +349,51 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
             http_fail(resp, LT_ERR_UNAUTHORIZED, NULL,
                       ar == AUTH_MISSING ? "this route needs 'Authorization: Bearer TOKEN'"
                                          : "the bearer token is not valid");
-            return;
+            return -1;
         }
         if (ar == AUTH_DENIED) {
             http_fail(resp, LT_ERR_FORBIDDEN, NULL,
                       "this token may only read; %s %s needs a "
                       "write token",
                       m, r->pattern);
-            return;
+            return -1;
         }
-        struct http_request req = {.method = m,
-                                   .path = url,
-                                   .conn = conn,
-                                   .body = ctx->buf ? ctx->buf : "",
-                                   .body_len = ctx->len,
-                                   .id = id[0] ? id : NULL,
-                                   .app = s->app,
-                                   .server = s,
-                                   .may_hold = may_hold};
-        req.log_run[0] = '\0';
-        ctx->route_row = (int)(r - s->routes);
-        r->fn(&req, resp);
-        memcpy(ctx->run, req.log_run, sizeof(ctx->run));
-        return;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > route_body_max(r)) {
+            http_fail(resp, LT_ERR_PAYLOAD_TOO_LARGE, NULL, "request body is larger than %zu bytes",
+                      route_body_max(r));
+            return -1;
+        }
+        ctx->route = r;
+        return 0;
     }
     if (path_known) {
         snprintf(resp->allow, sizeof(resp->allow), "%s", allow);
         http_fail(resp, LT_ERR_METHOD_NOT_ALLOWED, NULL, "%s is not allowed here; allowed: %s", m,
                   allow);
-        return;
+        return -1;
     }
     http_fail(resp, LT_ERR_NOT_FOUND, NULL, "no such route");
+    return -1;
+}
+
+/* Runs the handler of the route admit found, with the whole body. */
+static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct req_ctx *ctx,
+                     const char *url, const char *method, int may_hold, struct http_response *resp)
+{
+    struct http_request req = {.method = strcmp(method, "HEAD") == 0 ? "GET" : method,
+                               .path = url,
+                               .conn = conn,
+                               .body = ctx->buf ? ctx->buf : "",
+                               .body_len = ctx->len,
+                               .id = ctx->id[0] ? ctx->id : NULL,
+                               .app = s->app,
+                               .server = s,
+                               .may_hold = may_hold};
+
+    req.log_run[0] = '\0';
+    ctx->route->fn(&req, resp);
+    memcpy(ctx->run, req.log_run, sizeof(ctx->run));
 }
 
 /* Tries to hold the request (suspend its connection). Returns 1 when held; 0 when it must be
@@ -413,6 +439,15 @@ static void resp_clear(struct http_response *resp)
     memset(resp, 0, sizeof(*resp));
 }
 
+/* 1 when the request announces a body (a non-zero Content-Length, or any Transfer-Encoding). */
+static int body_announced(struct MHD_Connection *conn)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL ||
+           (cl && strtoull(cl, NULL, 10) > 0);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -433,15 +468,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         sanitise(ctx->method, sizeof(ctx->method), method);
         sanitise(ctx->path, sizeof(ctx->path), url);
         *con_cls = ctx;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > HTTP_DISCARD_MAX) {
-            /* Not worth reading: answer now; libmicrohttpd closes the connection after. */
-            memset(&resp, 0, sizeof(resp));
-            ctx->too_large = 1;
-            http_fail(&resp, LT_ERR_PAYLOAD_TOO_LARGE, NULL, "request body is larger than %d bytes",
-                      HTTP_BODY_MAX);
-            rc = send_response(conn, ctx, &resp, 0);
-            json_decref(resp.body);
+        /* Route, token and announced size are checked before any of the body is read: a
+         * request that will be refused costs no buffering. Answered now, libmicrohttpd reads
+         * none of its body and closes the connection after the answer. */
+        if (admit(s, conn, ctx, url, method, &ctx->refusal) != 0) {
+            ctx->refused = 1;
+            if (!body_announced(conn))
+                return MHD_YES; /* answered on the next call, keeping the connection */
+            rc = send_response(conn, ctx, &ctx->refusal, strcmp(method, "HEAD") == 0);
+            resp_clear(&ctx->refusal);
             return rc;
         }
         return MHD_YES;
@@ -449,32 +484,50 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         ctx->bytes_in += n;
-        if (!ctx->too_large && ctx->len + n > HTTP_BODY_MAX) {
-            ctx->too_large = 1;
+        if (ctx->status != 0 || ctx->refused) { /* refused already: discard */
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        if (ctx->len + n > route_body_max(ctx->route)) {
+            /* Only a chunked body gets here (a Content-Length over the cap was refused in
+             * admit): refuse it now rather than read on without end. libmicrohttpd cannot queue
+             * an answer in the middle of a body, so this ends the connection; the log line
+             * records the 413. */
+            ctx->status = 413;
             free(ctx->buf);
             ctx->buf = NULL;
             ctx->len = ctx->cap = 0;
+            memset(&resp, 0, sizeof(resp));
+            http_fail(&resp, LT_ERR_PAYLOAD_TOO_LARGE, NULL,
+                      "request body is larger than %zu bytes", route_body_max(ctx->route));
+            rc = send_response(conn, ctx, &resp, 0);
+            resp_clear(&resp);
+            *upload_data_size = 0;
+            return rc;
         }
-        if (!ctx->too_large) {
-            if (ctx->len + n + 1 > ctx->cap) {
-                size_t cap = ctx->cap ? ctx->cap : 4096;
-                while (cap < ctx->len + n + 1)
-                    cap *= 2;
-                char *nb = realloc(ctx->buf, cap);
-                if (nb == NULL)
-                    return MHD_NO;
-                ctx->buf = nb;
-                ctx->cap = cap;
-            }
-            memcpy(ctx->buf + ctx->len, upload_data, n);
-            ctx->len += n;
-            ctx->buf[ctx->len] = '\0';
+        if (ctx->len + n + 1 > ctx->cap) {
+            size_t cap = ctx->cap ? ctx->cap : 4096;
+            while (cap < ctx->len + n + 1)
+                cap *= 2;
+            char *nb = realloc(ctx->buf, cap);
+            if (nb == NULL)
+                return MHD_NO;
+            ctx->buf = nb;
+            ctx->cap = cap;
         }
+        memcpy(ctx->buf + ctx->len, upload_data, n);
+        ctx->len += n;
+        ctx->buf[ctx->len] = '\0';
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (ctx->status != 0) /* already answered (oversized announcement) */
+    if (ctx->status != 0) /* already answered (refused before or during the body) */
         return MHD_YES;
+    if (ctx->refused) { /* refused by admit, no body: answered now, keep-alive intact */
+        rc = send_response(conn, ctx, &ctx->refusal, strcmp(method, "HEAD") == 0);
+        resp_clear(&ctx->refusal);
+        return rc;
+    }
     /* Read before the handler reads the store: a change after that read moves the counter
      * past this value, so a held request cannot miss it. */
     unsigned long seen = atomic_load(&s->changes);
@@ -520,6 +573,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
            ctx->method, ctx->path, ctx->status, (double)(lt_mono_ns() - ctx->start_ns) / 1e6,
            ctx->bytes_in, ctx->run[0] ? " run=" : "", ctx->run,
            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    resp_clear(&ctx->refusal);
     free(ctx->buf);
     free(ctx);
     *con_cls = NULL;

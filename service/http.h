@@ -76,6 +76,11 @@ struct http_route {
  * against need with the tokens in force. */
 enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need);
 
+/* Implemented by the routes module: the largest request body route r takes (bodies above it
+ * answer 413 before being read): HTTP_BODY_MAX, or less for a route with its own cap. A function
+ * rather than a field of the route table, so rows written without it stay valid. */
+size_t routes_body_max(const struct http_route *r);
+
 /* Implemented by the routes module: blocks until the run pool's change counter differs from
  * seen or timeout_ms passes (0: returns at once); returns the counter. */
 unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeout_ms);

@@ -124,6 +124,12 @@ enum auth_result routes_authorize(struct app *app, const char *authorization, en
     return auth_check(app->auth, authorization, need);
 }
 
+size_t routes_body_max(const struct http_route *r)
+{
+    /* A slash command form is a few hundred bytes: no need to take a megabyte from anyone. */
+    return r->fn == slack_h_command ? SLACK_FORM_MAX_BYTES : HTTP_BODY_MAX;
+}
+
 unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeout_ms)
 {
     return pool_wait_change(app->pool, seen, timeout_ms);
