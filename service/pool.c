@@ -4,7 +4,8 @@
  * DESIGN
  * Threads:
  *   - HTTP threads (libmicrohttpd's pool) call pool_submit and pool_cancel. They never wait on a
- *     run: both calls take the pool lock for a queue operation and one store write.
+ *     run: both calls take the pool lock for a queue operation; pool_cancel of a queued run
+ *     stores it cancelled under the lock, pool_submit inserts the run without it.
  *   - "run-N" threads (cfg.max_concurrent of them, started by pool_new) each take the oldest
  *     queued job, mark it running in the store, and call its runner's execute on their own stack.
  *     While it runs, the runner reports through the sink below; the run thread writes progress
@@ -14,24 +15,31 @@
  *   - A job (unmasked spec, cancel flag) is owned by the queue while queued and by its run thread
  *     while running; the `running` list only lets pool_cancel find it to raise its flag.
  *   - The store is shared and thread-safe (see store.h).
- * Lock: one mutex, `lock`, guards queue, running, nqueued, nrunning, stopping, changes and
- *   recent (the run ids of the last POOL_RECENT changes, for pool_changed_since);
+ * Lock: one mutex, `lock`, guards queue, running, pending, nqueued, nrunning, npending,
+ *   stopping, changes and recent (the run ids of the last POOL_RECENT changes, for
+ *   pool_changed_since);
  *   `work` is signalled when a job is queued or the pool stops; `changed` is broadcast on every
  *   run state change and progress report (long-polls wait on it through pool_wait_change).
- *   The lock is held across the store insert in pool_submit so the capacity check and the
- *   admission are one step. pool_changes_snapshot copies the counter and `recent` under it, so
- *   the HTTP waiter can decide about every held request without calling into the pool for each.
- * Counters: `tot_*` (requests, errors, rows per kind, for GET /metrics) are atomics added to by
- *   the run threads as points arrive and read without a lock.
- * Store failures: when the store cannot write (disk full, locked), a run thread retries its run's
- *   start and final status until it can (update_retrying), so no run is left showing queued or
- *   running while the daemon lives; once the pool is stopping it gives up after a few attempts.
- * Shutdown (pool_stop): stopping is set, queued jobs end cancelled, running jobs get their cancel
- *   flag raised; run threads finish their job (runners stop within a second) and exit, and are
- *   joined. The struct, its lock and its conditions stay valid: HTTP requests still in progress
- *   on open connections may call pool_submit (LT_ERR_UNAVAILABLE), pool_cancel (not found),
- *   pool_counts (0) and pool_wait_change until the HTTP server is stopped; only then does
- *   pool_free release the memory. `stop_lock` makes pool_stop idempotent.
+ *   Admission (pool_submit) reserves a slot under the lock (the capacity check counts running,
+ *   queued and `pending` jobs, so the check and the admission are still one step: a reserved
+ *   slot is taken), inserts the run into the store WITHOUT the lock (an fsync with
+ *   synchronous=FULL, or SQLite's busy timeout, must not stall every other user of the pool),
+ *   then under the lock either publishes the job to the queue or, when the insert failed,
+ *   releases the slot. While pending, a job is on the `pending` list: pool_cancel finds it there
+ *   (stores it cancelled; the submitter then does not queue it), and a pool stopped meanwhile
+ *   makes the submitter store it cancelled instead of queueing it. pool_changes_snapshot copies the
+ * counter and `recent` under it, so the HTTP waiter can decide about every held request without
+ * calling into the pool for each. Counters: `tot_*` (requests, errors, rows per kind, for GET
+ * /metrics) are atomics added to by the run threads as points arrive and read without a lock. Store
+ * failures: when the store cannot write (disk full, locked), a run thread retries its run's start
+ * and final status until it can (update_retrying), so no run is left showing queued or running
+ * while the daemon lives; once the pool is stopping it gives up after a few attempts. Shutdown
+ * (pool_stop): stopping is set, queued jobs end cancelled, running jobs get their cancel flag
+ * raised; run threads finish their job (runners stop within a second) and exit, and are joined. The
+ * struct, its lock and its conditions stay valid: HTTP requests still in progress on open
+ * connections may call pool_submit (LT_ERR_UNAVAILABLE), pool_cancel (not found), pool_counts (0)
+ * and pool_wait_change until the HTTP server is stopped; only then does pool_free release the
+ * memory. `stop_lock` makes pool_stop idempotent.
  */
 #define _GNU_SOURCE
 #include "pool.h"
@@ -69,8 +77,10 @@ struct pool {
     struct job *queue_head;
     struct job *queue_tail;
     struct job *running; /* jobs executing, linked by next */
+    struct job *pending; /* admitted, store insert in progress (pool_submit), linked by next */
     int nqueued;
     int nrunning;
+    int npending;
     int stopping;
     int joined; /* pool_stop joined the run threads (guarded by stop_lock) */
     unsigned long changes;
@@ -468,16 +478,40 @@ lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
     j->pool = p;
     atomic_init(&j->cancel, 0);
 
+    /* Reserve: the capacity check and the admission are one step (see DESIGN). */
     pthread_mutex_lock(&p->lock);
     if (p->stopping) {
         st = LT_ERR_UNAVAILABLE;
-    } else if (p->nqueued + p->nrunning >= p->cfg.max_concurrent + p->cfg.max_queued) {
+    } else if (p->nqueued + p->nrunning + p->npending >=
+               p->cfg.max_concurrent + p->cfg.max_queued) {
         st = LT_ERR_TOO_MANY_RUNS;
     } else {
-        rec->status = RUN_QUEUED;
-        st = store_insert_run(p->store, rec);
+        st = LT_OK;
+        j->next = p->pending;
+        p->pending = j;
+        p->npending++;
     }
-    if (st == LT_OK) {
+    pthread_mutex_unlock(&p->lock);
+    if (st != LT_OK) {
+        job_free(j);
+        return st;
+    }
+
+    /* Insert without the pool lock: a slow write stalls this request only. */
+    rec->status = RUN_QUEUED;
+    st = store_insert_run(p->store, rec);
+
+    /* Publish, or release the slot. */
+    pthread_mutex_lock(&p->lock);
+    for (struct job **pp = &p->pending; *pp; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    }
+    j->next = NULL;
+    p->npending--;
+    if (st == LT_OK && !atomic_load(&j->cancel) && !p->stopping) {
         if (p->queue_tail)
             p->queue_tail->next = j;
         else
@@ -488,6 +522,12 @@ lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
         note_change_locked(p, rec->id);
         pthread_cond_signal(&p->work);
         j = NULL;
+    } else if (st == LT_OK) {
+        /* Cancelled while pending (pool_cancel stored it cancelled), or the pool stopped
+         * meanwhile: it never starts, as if it had been queued and then cancelled. */
+        if (!atomic_load(&j->cancel))
+            cancel_queued(p, j);
+        note_change_locked(p, j->id);
     }
     pthread_mutex_unlock(&p->lock);
     job_free(j);
@@ -507,6 +547,19 @@ lt_status pool_cancel(struct pool *p, const char *id)
             lt_log("info", "run_cancel", "run=%s while=running", id);
             return LT_OK;
         }
+    }
+    for (struct job *j = p->pending; j; j = j->next) {
+        /* Stored already (a client knows its id only from the answer or a read of the store)
+         * but not queued yet: store it cancelled now; its submitter will not queue it. */
+        if (strcmp(j->id, id) != 0 || atomic_load(&j->cancel))
+            continue;
+        st = cancel_queued(p, j);
+        if (st == LT_OK) {
+            atomic_store(&j->cancel, 1);
+            note_change_locked(p, j->id);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return st == LT_ERR_CONFLICT ? LT_ERR_NOT_FOUND : st;
     }
     for (struct job **pp = &p->queue_head; *pp; pp = &(*pp)->next) {
         if (strcmp((*pp)->id, id) != 0)
@@ -539,7 +592,7 @@ void pool_counts(struct pool *p, int *running, int *queued)
 {
     pthread_mutex_lock(&p->lock);
     *running = p->nrunning;
-    *queued = p->nqueued;
+    *queued = p->nqueued + p->npending;
     pthread_mutex_unlock(&p->lock);
 }
 

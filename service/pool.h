@@ -48,7 +48,9 @@ void pool_free(struct pool *p);
  * atomically with respect to the capacity check. spec is the unmasked validated spec: the pool
  * takes ownership of it whatever the outcome. ops is borrowed (static). Returns
  * LT_ERR_TOO_MANY_RUNS when max_concurrent + max_queued runs are already admitted and not
- * finished, LT_ERR_UNAVAILABLE when shutting down or the store cannot write. */
+ * finished, LT_ERR_UNAVAILABLE when shutting down or the store cannot write. The store insert
+ * runs without the pool lock (the slot is reserved first); a run cancelled (pool_cancel) or a
+ * pool stopped while it is being inserted is stored cancelled and never starts (LT_OK). */
 lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
                       const struct runner_ops *ops);
 
@@ -57,7 +59,7 @@ lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
  * in this pool. */
 lt_status pool_cancel(struct pool *p, const char *id);
 
-/* Number of runs currently executing and waiting. */
+/* Number of runs currently executing and waiting (waiting includes runs being admitted). */
 void pool_counts(struct pool *p, int *running, int *queued);
 
 /* What the runs of this pool sent, summed from the per-second points their runners reported
