@@ -3,23 +3,36 @@
  *
  * Threads: libmicrohttpd runs `threads` internal threads, each with its own epoll loop over its
  * share of the connections. Each request gets a struct req_ctx (owned by the connection,
- * freed in on_completed) that accumulates the body up to HTTP_BODY_MAX; past that the rest is
- * read and discarded and the answer is 413. Handlers run on these threads, so they must never
- * wait for a run; they only validate, talk to the store and enqueue.
+ * freed in on_completed). On the first call for a request (headers complete, no body read yet)
+ * `admit` matches the route and checks the token and the announced Content-Length against the
+ * route's cap (routes_body_max: HTTP_BODY_MAX or smaller). A request it refuses (404, 405, 401,
+ * 403, 413) that announces a body is answered at once, before any of the body is read, and
+ * libmicrohttpd closes the connection after the answer (it reads none of that body), so an
+ * unauthenticated client cannot make the daemon buffer a body; one without a body is answered on
+ * the next call as usual, keeping the connection. An admitted request's body accumulates in
+ * req_ctx up to the cap; a chunked body that grows past it ends the connection at once, without
+ * an answer (libmicrohttpd 0.9.75 cannot queue one in the middle of a body; logged as 413).
+ * Handlers run on these threads, so they must never wait for a run; they only validate, talk to the
+ * store and enqueue.
  *
  * Long-polls (DESIGN): a handler with no news yet sets resp->hold_ms instead of answering. The
  * HTTP thread then suspends the connection (MHD_suspend_connection; libmicrohttpd stops polling
  * it) and links its req_ctx into `held`; no thread waits for it. One thread, "http-waiter",
  * sleeps in routes_wait_change (the run pool's change counter: state changes and progress
- * reports) for at most HOLD_TICK_MS, then resumes (MHD_resume_connection) every held request
- * whose run changed (routes_changed_since: the pool remembers which runs its last changes were
- * of), whose deadline passed, or all of them when stopping. A resumed request runs its handler
- * again on an HTTP thread, which answers or holds again (the original deadline is kept). A
- * spurious wake-up costs one store read.
- * Lock: `hold_lock` guards held, nheld, nunfinished, stopping, waiter_stop and the hold fields
- *   of every req_ctx; hold_cond wakes http_quiesce when nunfinished drops to 0. Order:
- *   hold_lock, then the pool's lock or libmicrohttpd's own locks (suspend and resume are called
- *   with hold_lock held); the waiter never holds hold_lock while it waits on the pool.
+ * reports) for at most HOLD_TICK_MS, copies the pool's recent changes once
+ * (routes_changes_snapshot: the pool remembers which runs its last changes were of), then resumes
+ * (MHD_resume_connection) every held request whose run changed according to that copy, whose
+ * deadline passed, or all of them when stopping. A resumed request runs its handler again on an
+ * HTTP thread, which answers or holds again (the original deadline is kept). A spurious wake-up
+ * costs one store read.
+ * Lock: `hold_lock` guards held, nunfinished, waiter_stop, the writes of nheld and stopping, and
+ *   the hold fields of every req_ctx; hold_cond wakes http_quiesce when nunfinished drops to 0.
+ *   Order: hold_lock, then libmicrohttpd's own locks (suspend and resume are called with
+ *   hold_lock held). hold_lock is never held while calling into the pool: the waiter takes its
+ *   snapshot first, so a slow pool lock (pool_submit holds it across a store insert, an fsync)
+ *   never reaches hold_lock. Requests that are not long-polls never take hold_lock:
+ *   hold_allowed reads the atomic `stopping` and the request's own deadline (written only by the
+ *   request's own thread, in hold_request).
  * Cap: at most HTTP_HOLD_MAX requests are held; past it the handler is called with
  *   may_hold = 0 and answers at once (held connections count against the limit of 1024).
  * Metrics: every answered request is counted in on_completed (metrics.c, atomics).
@@ -41,10 +54,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
-
-/* Bodies announced larger than this are refused before reading them; smaller ones are read and
- * discarded past HTTP_BODY_MAX so the client sees the 413 rather than a reset. */
-#define HTTP_DISCARD_MAX (64 * 1024 * 1024)
+#include "pool.h"
 
 #define HOLD_TICK_MS 200  /* the waiter looks at deadlines and the stop flag at least this often */
 #define DRAIN_MS     2000 /* how long http_quiesce lets released long-polls finish answering */
@@ -53,21 +63,25 @@ struct req_ctx;
 
 struct http_server {
     struct MHD_Daemon *mhd;
+    /* The listening socket handed back by MHD_quiesce_daemon; with libmicrohttpd's own threads
+     * it may be closed only after MHD_stop_daemon (a worker may still be using it). */
+    MHD_socket quiesced_fd;
     const struct http_route *routes;
     struct app *app;
     struct metrics *metrics;
 
-    pthread_mutex_t hold_lock; /* guards: held, nheld, nunfinished, stopping, waiter_stop and
-                                  the hold_* fields of every req_ctx */
+    pthread_mutex_t hold_lock; /* guards: held, nunfinished, waiter_stop, the writes of nheld
+                                  and stopping, and the hold_* fields of every req_ctx */
     pthread_cond_t hold_cond;
     struct req_ctx *held; /* suspended requests, linked by hold_next */
-    int nheld;
-    int nunfinished; /* requests held at least once and not completed yet */
-    int stopping;    /* no more holds */
+    atomic_int nheld;     /* read without the lock (GET /metrics) */
+    int nunfinished;      /* requests held at least once and not completed yet */
+    atomic_int stopping;  /* no more holds; read without the lock (hold_allowed) */
     int waiter_stop;
     pthread_t waiter;
     int waiter_started;
-    atomic_ulong changes; /* the pool's change counter as the waiter last saw it */
+    atomic_ulong changes;     /* the pool's change counter as the waiter last saw it */
+    struct pool_changes snap; /* the waiter's copy of the pool's recent changes (waiter only) */
 };
 
 struct req_ctx {
@@ -75,7 +89,6 @@ struct req_ctx {
     char *buf;
     size_t len;
     size_t cap;
-    int too_large;
     int status;
     char run[LT_ID_SIZE];
     char method[12];
@@ -84,6 +97,10 @@ struct req_ctx {
     int route_row;    /* index of the matched route pattern in the table, -1 when none */
     int rate_counted; /* the API rate limit has charged this request (a resumed long-poll or a
                          second dispatch is not charged again) */
+    const struct http_route *route; /* set by admit: the route whose handler answers */
+    int refused;                    /* admit refused it; the answer is in refusal */
+    struct http_response refusal;   /* owned while refused and not sent */
+    char id[HTTP_SEGMENT_SIZE];     /* its path parameter, "" when none */
     struct MHD_Connection *conn;
     /* Long-poll state, guarded by the server's hold_lock. */
     int64_t hold_deadline_ns;  /* 0: never held */
@@ -308,21 +325,25 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
     return rc;
 }
 
-static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct req_ctx *ctx,
-                     const char *url, const char *method, int may_hold, struct http_response *resp)
+/* The body cap of route r (HTTP_BODY_MAX unless the routes module gives it a smaller one). */
+static size_t route_body_max(const struct http_route *r)
 {
-    char id[HTTP_SEGMENT_SIZE];
+    return r ? routes_body_max(r) : HTTP_BODY_MAX;
+}
+
+/* Admission, on the first call for a request (headers complete, no body read yet): matches the
+ * route, checks the token, and refuses a Content-Length over the route's cap. Returns 0 with
+ * ctx->route and ctx->id set; -1 with the error answer (404, 405, 401, 403, 413) in resp, to be
+ * sent before any of the body is read. */
+static int admit(struct http_server *s, struct MHD_Connection *conn, struct req_ctx *ctx,
+                 const char *url, const char *method, struct http_response *resp)
+{
     char allow[64] = "";
     const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
     int path_known = 0;
 
-    if (ctx->too_large) {
-        http_fail(resp, LT_ERR_PAYLOAD_TOO_LARGE, NULL, "request body is larger than %d bytes",
-                  HTTP_BODY_MAX);
-        return;
-    }
     for (const struct http_route *r = s->routes; r->method; r++) {
-        if (!http_route_match(r->pattern, url, id))
+        if (!http_route_match(r->pattern, url, ctx->id))
             continue;
         if (!path_known)
             ctx->route_row = (int)(r - s->routes);
@@ -332,6 +353,7 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
             snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "", r->method);
             continue;
         }
+        ctx->route_row = (int)(r - s->routes);
         const union MHD_ConnectionInfo *peer =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         int retry_after = 0;
@@ -344,44 +366,58 @@ static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct 
             http_fail(resp, LT_ERR_RATE_LIMITED, NULL,
                       "too many API requests from this client (--api-rate); retry after %d s",
                       retry_after);
-            return;
+            return -1;
         }
         if (ar == AUTH_MISSING || ar == AUTH_BAD) {
             resp->unauthorized = 1;
             http_fail(resp, LT_ERR_UNAUTHORIZED, NULL,
                       ar == AUTH_MISSING ? "this route needs 'Authorization: Bearer TOKEN'"
                                          : "the bearer token is not valid");
-            return;
+            return -1;
         }
         if (ar == AUTH_DENIED) {
             http_fail(resp, LT_ERR_FORBIDDEN, NULL,
                       "this token may only read; %s %s needs a "
                       "write token",
                       m, r->pattern);
-            return;
+            return -1;
         }
-        struct http_request req = {.method = m,
-                                   .path = url,
-                                   .conn = conn,
-                                   .body = ctx->buf ? ctx->buf : "",
-                                   .body_len = ctx->len,
-                                   .id = id[0] ? id : NULL,
-                                   .app = s->app,
-                                   .server = s,
-                                   .may_hold = may_hold};
-        req.log_run[0] = '\0';
-        ctx->route_row = (int)(r - s->routes);
-        r->fn(&req, resp);
-        memcpy(ctx->run, req.log_run, sizeof(ctx->run));
-        return;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > route_body_max(r)) {
+            http_fail(resp, LT_ERR_PAYLOAD_TOO_LARGE, NULL, "request body is larger than %zu bytes",
+                      route_body_max(r));
+            return -1;
+        }
+        ctx->route = r;
+        return 0;
     }
     if (path_known) {
         snprintf(resp->allow, sizeof(resp->allow), "%s", allow);
         http_fail(resp, LT_ERR_METHOD_NOT_ALLOWED, NULL, "%s is not allowed here; allowed: %s", m,
                   allow);
-        return;
+        return -1;
     }
     http_fail(resp, LT_ERR_NOT_FOUND, NULL, "no such route");
+    return -1;
+}
+
+/* Runs the handler of the route admit found, with the whole body. */
+static void dispatch(struct http_server *s, struct MHD_Connection *conn, struct req_ctx *ctx,
+                     const char *url, const char *method, int may_hold, struct http_response *resp)
+{
+    struct http_request req = {.method = strcmp(method, "HEAD") == 0 ? "GET" : method,
+                               .path = url,
+                               .conn = conn,
+                               .body = ctx->buf ? ctx->buf : "",
+                               .body_len = ctx->len,
+                               .id = ctx->id[0] ? ctx->id : NULL,
+                               .app = s->app,
+                               .server = s,
+                               .may_hold = may_hold};
+
+    req.log_run[0] = '\0';
+    ctx->route->fn(&req, resp);
+    memcpy(ctx->run, req.log_run, sizeof(ctx->run));
 }
 
 /* Tries to hold the request (suspend its connection). Returns 1 when held; 0 when it must be
@@ -392,7 +428,7 @@ static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms,
     int held = 0;
 
     pthread_mutex_lock(&s->hold_lock);
-    if (!s->stopping && s->nheld < HTTP_HOLD_MAX) {
+    if (!atomic_load(&s->stopping) && atomic_load(&s->nheld) < HTTP_HOLD_MAX) {
         if (ctx->hold_deadline_ns == 0) {
             ctx->hold_deadline_ns = lt_mono_ns() + (int64_t)hold_ms * 1000000;
             s->nunfinished++;
@@ -402,7 +438,7 @@ static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms,
         ctx->hold_linked = 1;
         ctx->hold_next = s->held;
         s->held = ctx;
-        s->nheld++;
+        atomic_fetch_add(&s->nheld, 1);
         /* Under hold_lock, so the waiter cannot resume it before it is suspended. */
         MHD_suspend_connection(ctx->conn);
         held = 1;
@@ -411,15 +447,13 @@ static int hold_request(struct http_server *s, struct req_ctx *ctx, int hold_ms,
     return held;
 }
 
-/* 1 when the handler may still hold the request (its deadline has not passed). */
-static int hold_allowed(struct http_server *s, struct req_ctx *ctx)
+/* 1 when the handler may still hold the request (its deadline has not passed). Lock-free, so
+ * every request can ask: stopping is atomic, and hold_deadline_ns is written only by this
+ * request's own thread (hold_request); the waiter only reads it. */
+static int hold_allowed(struct http_server *s, const struct req_ctx *ctx)
 {
-    int ok;
-
-    pthread_mutex_lock(&s->hold_lock);
-    ok = !s->stopping && (ctx->hold_deadline_ns == 0 || lt_mono_ns() < ctx->hold_deadline_ns);
-    pthread_mutex_unlock(&s->hold_lock);
-    return ok;
+    return !atomic_load(&s->stopping) &&
+           (ctx->hold_deadline_ns == 0 || lt_mono_ns() < ctx->hold_deadline_ns);
 }
 
 static void resp_clear(struct http_response *resp)
@@ -427,6 +461,15 @@ static void resp_clear(struct http_response *resp)
     json_decref(resp->body);
     free(resp->text);
     memset(resp, 0, sizeof(*resp));
+}
+
+/* 1 when the request announces a body (a non-zero Content-Length, or any Transfer-Encoding). */
+static int body_announced(struct MHD_Connection *conn)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL ||
+           (cl && strtoull(cl, NULL, 10) > 0);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -449,15 +492,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         sanitise(ctx->method, sizeof(ctx->method), method);
         sanitise(ctx->path, sizeof(ctx->path), url);
         *con_cls = ctx;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > HTTP_DISCARD_MAX) {
-            /* Not worth reading: answer now; libmicrohttpd closes the connection after. */
-            memset(&resp, 0, sizeof(resp));
-            ctx->too_large = 1;
-            http_fail(&resp, LT_ERR_PAYLOAD_TOO_LARGE, NULL, "request body is larger than %d bytes",
-                      HTTP_BODY_MAX);
-            rc = send_response(conn, ctx, &resp, 0);
-            json_decref(resp.body);
+        /* Route, token and announced size are checked before any of the body is read: a
+         * request that will be refused costs no buffering. Answered now, libmicrohttpd reads
+         * none of its body and closes the connection after the answer. */
+        if (admit(s, conn, ctx, url, method, &ctx->refusal) != 0) {
+            ctx->refused = 1;
+            if (!body_announced(conn))
+                return MHD_YES; /* answered on the next call, keeping the connection */
+            rc = send_response(conn, ctx, &ctx->refusal, strcmp(method, "HEAD") == 0);
+            resp_clear(&ctx->refusal);
             return rc;
         }
         return MHD_YES;
@@ -465,32 +508,50 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         ctx->bytes_in += n;
-        if (!ctx->too_large && ctx->len + n > HTTP_BODY_MAX) {
-            ctx->too_large = 1;
+        if (ctx->status != 0 || ctx->refused) { /* refused already: discard */
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        if (ctx->len + n > route_body_max(ctx->route)) {
+            /* Only a chunked body gets here (a Content-Length over the cap was refused in
+             * admit): refuse it now rather than read on without end. libmicrohttpd cannot queue
+             * an answer in the middle of a body, so this ends the connection; the log line
+             * records the 413. */
+            ctx->status = 413;
             free(ctx->buf);
             ctx->buf = NULL;
             ctx->len = ctx->cap = 0;
+            memset(&resp, 0, sizeof(resp));
+            http_fail(&resp, LT_ERR_PAYLOAD_TOO_LARGE, NULL,
+                      "request body is larger than %zu bytes", route_body_max(ctx->route));
+            rc = send_response(conn, ctx, &resp, 0);
+            resp_clear(&resp);
+            *upload_data_size = 0;
+            return rc;
         }
-        if (!ctx->too_large) {
-            if (ctx->len + n + 1 > ctx->cap) {
-                size_t cap = ctx->cap ? ctx->cap : 4096;
-                while (cap < ctx->len + n + 1)
-                    cap *= 2;
-                char *nb = realloc(ctx->buf, cap);
-                if (nb == NULL)
-                    return MHD_NO;
-                ctx->buf = nb;
-                ctx->cap = cap;
-            }
-            memcpy(ctx->buf + ctx->len, upload_data, n);
-            ctx->len += n;
-            ctx->buf[ctx->len] = '\0';
+        if (ctx->len + n + 1 > ctx->cap) {
+            size_t cap = ctx->cap ? ctx->cap : 4096;
+            while (cap < ctx->len + n + 1)
+                cap *= 2;
+            char *nb = realloc(ctx->buf, cap);
+            if (nb == NULL)
+                return MHD_NO;
+            ctx->buf = nb;
+            ctx->cap = cap;
         }
+        memcpy(ctx->buf + ctx->len, upload_data, n);
+        ctx->len += n;
+        ctx->buf[ctx->len] = '\0';
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (ctx->status != 0) /* already answered (oversized announcement) */
+    if (ctx->status != 0) /* already answered (refused before or during the body) */
         return MHD_YES;
+    if (ctx->refused) { /* refused by admit, no body: answered now, keep-alive intact */
+        rc = send_response(conn, ctx, &ctx->refusal, strcmp(method, "HEAD") == 0);
+        resp_clear(&ctx->refusal);
+        return rc;
+    }
     /* Read before the handler reads the store: a change after that read moves the counter
      * past this value, so a held request cannot miss it. */
     unsigned long seen = atomic_load(&s->changes);
@@ -536,36 +597,39 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
            ctx->method, ctx->path, ctx->status, (double)(lt_mono_ns() - ctx->start_ns) / 1e6,
            ctx->bytes_in, ctx->run[0] ? " run=" : "", ctx->run,
            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    resp_clear(&ctx->refusal);
     free(ctx->buf);
     free(ctx);
     *con_cls = NULL;
 }
 
-/* 1 when the run c waits for may have changed since it was held; else moves its mark to
- * changes (the changes since were of other runs). */
-static int hold_news(struct http_server *s, struct req_ctx *c, unsigned long changes)
+/* 1 when the run c waits for may have changed since it was held, going by the snapshot snap;
+ * else moves its mark to snap's counter (the changes since were of other runs). Does not call
+ * into the pool. */
+static int hold_news(struct req_ctx *c, const struct pool_changes *snap)
 {
-    if (c->hold_seen == changes)
+    if (c->hold_seen == snap->changes)
         return 0;
-    if (c->hold_key[0] == '\0' || routes_changed_since(s->app, c->hold_key, c->hold_seen))
+    if (c->hold_key[0] == '\0' || pool_changes_has(snap, c->hold_key, c->hold_seen))
         return 1;
-    c->hold_seen = changes;
+    c->hold_seen = snap->changes;
     return 0;
 }
 
-/* Resumes held requests: all of them when stopping, else those whose run may have changed or
- * whose deadline passed. Caller holds hold_lock. */
-static void release_held_locked(struct http_server *s, unsigned long changes, int64_t now)
+/* Resumes held requests: all of them when stopping (snap may then be NULL), else those whose
+ * run may have changed according to snap or whose deadline passed. Caller holds hold_lock. */
+static void release_held_locked(struct http_server *s, const struct pool_changes *snap, int64_t now)
 {
     struct req_ctx **pp = &s->held;
 
     while (*pp) {
         struct req_ctx *c = *pp;
-        if (s->stopping || now >= c->hold_deadline_ns || hold_news(s, c, changes)) {
+        if (atomic_load(&s->stopping) || snap == NULL || now >= c->hold_deadline_ns ||
+            hold_news(c, snap)) {
             *pp = c->hold_next;
             c->hold_next = NULL;
             c->hold_linked = 0;
-            s->nheld--;
+            atomic_fetch_sub(&s->nheld, 1);
             MHD_resume_connection(c->conn);
         } else {
             pp = &c->hold_next;
@@ -587,10 +651,14 @@ static void *waiter_main(void *arg)
         pthread_mutex_unlock(&s->hold_lock);
         if (stop)
             return NULL;
-        seen = routes_wait_change(s->app, seen, HOLD_TICK_MS);
+        routes_wait_change(s->app, seen, HOLD_TICK_MS);
+        /* One copy per wake, taken without hold_lock: the pool's lock is never waited for
+         * while hold_lock is held. */
+        routes_changes_snapshot(s->app, &s->snap);
+        seen = s->snap.changes;
         atomic_store(&s->changes, seen);
         pthread_mutex_lock(&s->hold_lock);
-        release_held_locked(s, seen, lt_mono_ns());
+        release_held_locked(s, &s->snap, lt_mono_ns());
         pthread_mutex_unlock(&s->hold_lock);
     }
 }
@@ -602,12 +670,7 @@ struct metrics *http_server_metrics(struct http_server *s)
 
 int http_server_held(struct http_server *s)
 {
-    int n;
-
-    pthread_mutex_lock(&s->hold_lock);
-    n = s->nheld;
-    pthread_mutex_unlock(&s->hold_lock);
-    return n;
+    return atomic_load(&s->nheld);
 }
 
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -637,6 +700,7 @@ struct http_server *http_start(const char *host, int port, int threads,
         snprintf(errbuf, errlen, "out of memory");
         return NULL;
     }
+    s->quiesced_fd = MHD_INVALID_SOCKET;
     memset(&ss, 0, sizeof(ss));
     if (strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
@@ -664,6 +728,8 @@ struct http_server *http_start(const char *host, int port, int threads,
     }
     pthread_mutex_init(&s->hold_lock, NULL);
     pthread_cond_init(&s->hold_cond, NULL);
+    atomic_init(&s->nheld, 0);
+    atomic_init(&s->stopping, 0);
     atomic_init(&s->changes, routes_wait_change(app, 0, 0));
     s->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s,
                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_SOCK_ADDR,
@@ -696,9 +762,9 @@ static void release_all(struct http_server *s)
     struct timespec until;
 
     pthread_mutex_lock(&s->hold_lock);
-    s->stopping = 1;
+    atomic_store(&s->stopping, 1);
     s->waiter_stop = 1;
-    release_held_locked(s, 0, 0);
+    release_held_locked(s, NULL, 0);
     pthread_cond_broadcast(&s->hold_cond);
     pthread_mutex_unlock(&s->hold_lock);
     if (s->waiter_started) {
@@ -719,11 +785,8 @@ static void release_all(struct http_server *s)
 
 void http_quiesce(struct http_server *s)
 {
-    if (s && s->mhd) {
-        MHD_socket fd = MHD_quiesce_daemon(s->mhd);
-        if (fd != MHD_INVALID_SOCKET)
-            close(fd);
-    }
+    if (s && s->mhd && s->quiesced_fd == MHD_INVALID_SOCKET)
+        s->quiesced_fd = MHD_quiesce_daemon(s->mhd);
     if (s)
         release_all(s);
 }
@@ -735,6 +798,8 @@ void http_stop(struct http_server *s)
     release_all(s); /* libmicrohttpd must not be stopped with suspended connections */
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
+    if (s->quiesced_fd != MHD_INVALID_SOCKET)
+        close(s->quiesced_fd);
     pthread_cond_destroy(&s->hold_cond);
     pthread_mutex_destroy(&s->hold_lock);
     metrics_free(s->metrics);

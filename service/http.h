@@ -83,12 +83,19 @@ struct sockaddr;
 enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need,
                                   const struct sockaddr *peer, int *retry_after_s);
 
+/* Implemented by the routes module: the largest request body route r takes (bodies above it
+ * answer 413 before being read): HTTP_BODY_MAX, or less for a route with its own cap. A function
+ * rather than a field of the route table, so rows written without it stay valid. */
+size_t routes_body_max(const struct http_route *r);
+
 /* Implemented by the routes module: blocks until the run pool's change counter differs from
  * seen or timeout_ms passes (0: returns at once); returns the counter. */
 unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeout_ms);
-/* Implemented by the routes module: 1 when run key may have changed since counter value seen
- * (a value routes_wait_change returned); does not block. */
-int routes_changed_since(struct app *app, const char *key, unsigned long seen);
+/* Implemented by the routes module: copies the run pool's change counter and its recent changes
+ * into out (pool_changes_snapshot), for the long-poll waiter to decide about every held request
+ * from one copy (pool_changes_has). */
+struct pool_changes;
+void routes_changes_snapshot(struct app *app, struct pool_changes *out);
 
 /* 1 when path matches pattern; then id receives the segment of its one parameter ("{id}",
  * "{name}", any "{...}") or "". A parameter is 1 to HTTP_SEGMENT_SIZE-1 characters of

@@ -311,8 +311,9 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     http_quiesce(http);      /* no new connections */
-    pool_free(pool);         /* cancel runs; their partial results are stored */
-    http_stop(http);         /* requests in progress complete */
+    pool_stop(pool);         /* cancel runs; their partial results are stored */
+    http_stop(http);         /* requests in progress complete (they may still call the pool) */
+    pool_free(pool);         /* memory only: nothing calls into the pool any more */
     notifier_free(notifier); /* after both: runs and requests may still queue deliveries */
     explicit_bzero(slack_secret, sizeof(slack_secret));
     store_free(st);

@@ -4,7 +4,8 @@
  * DESIGN
  * Threads:
  *   - HTTP threads (libmicrohttpd's pool) call pool_submit and pool_cancel. They never wait on a
- *     run: both calls take the pool lock for a queue operation and one store write.
+ *     run: both calls take the pool lock for a queue operation; pool_cancel of a queued run
+ *     stores it cancelled under the lock, pool_submit inserts the run without it.
  *   - "run-N" threads (cfg.max_concurrent of them, started by pool_new) each take the oldest
  *     queued job, mark it running in the store, and call its runner's execute on their own stack.
  *     While it runs, the runner reports through the sink below; the run thread writes progress
@@ -14,19 +15,31 @@
  *   - A job (unmasked spec, cancel flag) is owned by the queue while queued and by its run thread
  *     while running; the `running` list only lets pool_cancel find it to raise its flag.
  *   - The store is shared and thread-safe (see store.h).
- * Lock: one mutex, `lock`, guards queue, running, nqueued, nrunning, stopping, changes and
- *   recent (the run ids of the last POOL_RECENT changes, for pool_changed_since);
+ * Lock: one mutex, `lock`, guards queue, running, pending, nqueued, nrunning, npending,
+ *   stopping, changes and recent (the run ids of the last POOL_RECENT changes, for
+ *   pool_changed_since);
  *   `work` is signalled when a job is queued or the pool stops; `changed` is broadcast on every
  *   run state change and progress report (long-polls wait on it through pool_wait_change).
- *   The lock is held across the store insert in pool_submit so the capacity check and the
- *   admission are one step.
- * Counters: `tot_*` (requests, errors, rows per kind, for GET /metrics) are atomics added to by
- *   the run threads as points arrive and read without a lock.
- * Store failures: when the store cannot write (disk full, locked), a run thread retries its run's
- *   start and final status until it can (update_retrying), so no run is left showing queued or
- *   running while the daemon lives; once the pool is stopping it gives up after a few attempts.
- * Shutdown (pool_free): stopping is set, queued jobs end cancelled, running jobs get their cancel
- *   flag raised; run threads finish their job (runners stop within a second) and exit.
+ *   Admission (pool_submit) reserves a slot under the lock (the capacity check counts running,
+ *   queued and `pending` jobs, so the check and the admission are still one step: a reserved
+ *   slot is taken), inserts the run into the store WITHOUT the lock (an fsync with
+ *   synchronous=FULL, or SQLite's busy timeout, must not stall every other user of the pool),
+ *   then under the lock either publishes the job to the queue or, when the insert failed,
+ *   releases the slot. While pending, a job is on the `pending` list: pool_cancel finds it there
+ *   (stores it cancelled; the submitter then does not queue it), and a pool stopped meanwhile
+ *   makes the submitter store it cancelled instead of queueing it. pool_changes_snapshot copies the
+ * counter and `recent` under it, so the HTTP waiter can decide about every held request without
+ * calling into the pool for each. Counters: `tot_*` (requests, errors, rows per kind, for GET
+ * /metrics) are atomics added to by the run threads as points arrive and read without a lock. Store
+ * failures: when the store cannot write (disk full, locked), a run thread retries its run's start
+ * and final status until it can (update_retrying), so no run is left showing queued or running
+ * while the daemon lives; once the pool is stopping it gives up after a few attempts. Shutdown
+ * (pool_stop): stopping is set, queued jobs end cancelled, running jobs get their cancel flag
+ * raised; run threads finish their job (runners stop within a second) and exit, and are joined. The
+ * struct, its lock and its conditions stay valid: HTTP requests still in progress on open
+ * connections may call pool_submit (LT_ERR_UNAVAILABLE), pool_cancel (not found), pool_counts (0)
+ * and pool_wait_change until the HTTP server is stopped; only then does pool_free release the
+ * memory. `stop_lock` makes pool_stop idempotent.
  */
 #define _GNU_SOURCE
 #include "pool.h"
@@ -52,13 +65,6 @@ struct job {
     struct job *next;
 };
 
-#define POOL_RECENT 128 /* changes remembered for pool_changed_since */
-
-struct change {
-    unsigned long n;     /* the change counter after this change; 0 = slot unused */
-    char id[LT_ID_SIZE]; /* the run that changed; "" = every run */
-};
-
 struct pool {
     struct store *store; /* borrowed */
     struct pool_config cfg;
@@ -72,11 +78,15 @@ struct pool {
     struct job *queue_head;
     struct job *queue_tail;
     struct job *running; /* jobs executing, linked by next */
+    struct job *pending; /* admitted, store insert in progress (pool_submit), linked by next */
     int nqueued;
     int nrunning;
+    int npending;
     int stopping;
+    int joined; /* pool_stop joined the run threads (guarded by stop_lock) */
     unsigned long changes;
-    struct change recent[POOL_RECENT]; /* the last changes, slot = n % POOL_RECENT */
+    struct pool_change recent[POOL_RECENT]; /* the last changes, slot = n % POOL_RECENT */
+    pthread_mutex_t stop_lock;              /* serialises pool_stop calls */
 
     /* Per kind (index in load_kinds): load requests sent, failed, rows inserted. */
     atomic_ullong tot_requests[POOL_KINDS];
@@ -99,7 +109,7 @@ static void job_free(struct job *j)
  * p->lock. */
 static void note_change_locked(struct pool *p, const char *id)
 {
-    struct change *c;
+    struct pool_change *c;
 
     p->changes++;
     c = &p->recent[p->changes % POOL_RECENT];
@@ -377,6 +387,7 @@ struct pool *pool_new(struct store *st, const struct pool_config *cfg)
         atomic_init(&p->tot_rows[k], 0);
     }
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->stop_lock, NULL);
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->changed, NULL);
     p->threads = calloc((size_t)cfg->max_concurrent, sizeof(pthread_t));
@@ -411,12 +422,17 @@ static lt_status cancel_queued(struct pool *p, struct job *j)
     return st;
 }
 
-void pool_free(struct pool *p)
+void pool_stop(struct pool *p)
 {
     struct job *q;
 
     if (p == NULL)
         return;
+    pthread_mutex_lock(&p->stop_lock);
+    if (p->joined) {
+        pthread_mutex_unlock(&p->stop_lock);
+        return;
+    }
     pthread_mutex_lock(&p->lock);
     p->stopping = 1;
     q = p->queue_head;
@@ -435,9 +451,19 @@ void pool_free(struct pool *p)
     }
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
+    p->joined = 1;
+    pthread_mutex_unlock(&p->stop_lock);
+}
+
+void pool_free(struct pool *p)
+{
+    if (p == NULL)
+        return;
+    pool_stop(p);
     free(p->threads);
     pthread_cond_destroy(&p->changed);
     pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->stop_lock);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -458,16 +484,40 @@ lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
     j->pool = p;
     atomic_init(&j->cancel, 0);
 
+    /* Reserve: the capacity check and the admission are one step (see DESIGN). */
     pthread_mutex_lock(&p->lock);
     if (p->stopping) {
         st = LT_ERR_UNAVAILABLE;
-    } else if (p->nqueued + p->nrunning >= p->cfg.max_concurrent + p->cfg.max_queued) {
+    } else if (p->nqueued + p->nrunning + p->npending >=
+               p->cfg.max_concurrent + p->cfg.max_queued) {
         st = LT_ERR_TOO_MANY_RUNS;
     } else {
-        rec->status = RUN_QUEUED;
-        st = store_insert_run(p->store, rec);
+        st = LT_OK;
+        j->next = p->pending;
+        p->pending = j;
+        p->npending++;
     }
-    if (st == LT_OK) {
+    pthread_mutex_unlock(&p->lock);
+    if (st != LT_OK) {
+        job_free(j);
+        return st;
+    }
+
+    /* Insert without the pool lock: a slow write stalls this request only. */
+    rec->status = RUN_QUEUED;
+    st = store_insert_run(p->store, rec);
+
+    /* Publish, or release the slot. */
+    pthread_mutex_lock(&p->lock);
+    for (struct job **pp = &p->pending; *pp; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    }
+    j->next = NULL;
+    p->npending--;
+    if (st == LT_OK && !atomic_load(&j->cancel) && !p->stopping) {
         if (p->queue_tail)
             p->queue_tail->next = j;
         else
@@ -478,6 +528,12 @@ lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
         note_change_locked(p, rec->id);
         pthread_cond_signal(&p->work);
         j = NULL;
+    } else if (st == LT_OK) {
+        /* Cancelled while pending (pool_cancel stored it cancelled), or the pool stopped
+         * meanwhile: it never starts, as if it had been queued and then cancelled. */
+        if (!atomic_load(&j->cancel))
+            cancel_queued(p, j);
+        note_change_locked(p, j->id);
     }
     pthread_mutex_unlock(&p->lock);
     job_free(j);
@@ -497,6 +553,19 @@ lt_status pool_cancel(struct pool *p, const char *id)
             lt_log("info", "run_cancel", "run=%s while=running", id);
             return LT_OK;
         }
+    }
+    for (struct job *j = p->pending; j; j = j->next) {
+        /* Stored already (a client knows its id only from the answer or a read of the store)
+         * but not queued yet: store it cancelled now; its submitter will not queue it. */
+        if (strcmp(j->id, id) != 0 || atomic_load(&j->cancel))
+            continue;
+        st = cancel_queued(p, j);
+        if (st == LT_OK) {
+            atomic_store(&j->cancel, 1);
+            note_change_locked(p, j->id);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return st == LT_ERR_CONFLICT ? LT_ERR_NOT_FOUND : st;
     }
     for (struct job **pp = &p->queue_head; *pp; pp = &(*pp)->next) {
         if (strcmp((*pp)->id, id) != 0)
@@ -529,7 +598,7 @@ void pool_counts(struct pool *p, int *running, int *queued)
 {
     pthread_mutex_lock(&p->lock);
     *running = p->nrunning;
-    *queued = p->nqueued;
+    *queued = p->nqueued + p->npending;
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -543,21 +612,32 @@ void pool_load_totals(struct pool *p, struct pool_kind_totals out[POOL_KINDS])
     }
 }
 
+void pool_changes_snapshot(struct pool *p, struct pool_changes *out)
+{
+    pthread_mutex_lock(&p->lock);
+    out->changes = p->changes;
+    memcpy(out->recent, p->recent, sizeof(out->recent));
+    pthread_mutex_unlock(&p->lock);
+}
+
+int pool_changes_has(const struct pool_changes *snap, const char *id, unsigned long seen)
+{
+    if (snap->changes - seen >= POOL_RECENT)
+        return snap->changes != seen; /* too far back to tell: maybe */
+    for (unsigned long n = seen + 1; n <= snap->changes; n++) {
+        const struct pool_change *c = &snap->recent[n % POOL_RECENT];
+        if (c->n != n || c->id[0] == '\0' || strcmp(c->id, id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int pool_changed_since(struct pool *p, const char *id, unsigned long seen)
 {
-    int changed = 0;
+    static _Thread_local struct pool_changes snap; /* 6 KiB: kept off the stack */
 
-    pthread_mutex_lock(&p->lock);
-    if (p->changes - seen >= POOL_RECENT) {
-        changed = p->changes != seen; /* too far back to tell: maybe */
-    } else {
-        for (unsigned long n = seen + 1; n <= p->changes && !changed; n++) {
-            const struct change *c = &p->recent[n % POOL_RECENT];
-            changed = c->n != n || c->id[0] == '\0' || strcmp(c->id, id) == 0;
-        }
-    }
-    pthread_mutex_unlock(&p->lock);
-    return changed;
+    pool_changes_snapshot(p, &snap);
+    return pool_changes_has(&snap, id, seen);
 }
 
 unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms)

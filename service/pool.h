@@ -39,14 +39,23 @@ struct pool_config {
 struct pool *pool_new(struct store *st, const struct pool_config *cfg);
 
 /* Cancels every run (running ones end "cancelled" with their partial results stored, queued
- * ones end "cancelled" without starting), joins the threads and frees the pool. NULL allowed. */
+ * ones end "cancelled" without starting) and joins the run threads. The pool stays valid: after
+ * it pool_submit answers LT_ERR_UNAVAILABLE, pool_cancel LT_ERR_NOT_FOUND and pool_counts 0, so
+ * HTTP requests still in progress may call them until the server is stopped. Idempotent; NULL
+ * allowed. */
+void pool_stop(struct pool *p);
+
+/* Stops the pool (pool_stop) if not done yet and frees it. Call it only once nothing else can
+ * call into the pool (after http_stop). NULL allowed. */
 void pool_free(struct pool *p);
 
 /* Admits a run: stores rec (status queued; rec->seq and rec->version are set) and queues it,
  * atomically with respect to the capacity check. spec is the unmasked validated spec: the pool
  * takes ownership of it whatever the outcome. ops is borrowed (static). Returns
  * LT_ERR_TOO_MANY_RUNS when max_concurrent + max_queued runs are already admitted and not
- * finished, LT_ERR_UNAVAILABLE when shutting down or the store cannot write. */
+ * finished, LT_ERR_UNAVAILABLE when shutting down or the store cannot write. The store insert
+ * runs without the pool lock (the slot is reserved first); a run cancelled (pool_cancel) or a
+ * pool stopped while it is being inserted is stored cancelled and never starts (LT_OK). */
 lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
                       const struct runner_ops *ops);
 
@@ -55,7 +64,7 @@ lt_status pool_submit(struct pool *p, struct run_record *rec, json_t *spec,
  * in this pool. */
 lt_status pool_cancel(struct pool *p, const char *id);
 
-/* Number of runs currently executing and waiting. */
+/* Number of runs currently executing and waiting (waiting includes runs being admitted). */
 void pool_counts(struct pool *p, int *running, int *queued);
 
 /* What the runs of this pool sent, summed from the per-second points their runners reported
@@ -76,6 +85,24 @@ void pool_load_totals(struct pool *p, struct pool_kind_totals out[POOL_KINDS]);
  * timeout_ms 0 returns at once). A change is a state change or a progress report (which bumps
  * the run's version). Returns the change counter. */
 unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_ms);
+
+/* A copy of the pool's recent changes (pool_changes_snapshot), for deciding about many held
+ * requests without calling into the pool for each. */
+#define POOL_RECENT 128 /* changes remembered for pool_changed_since */
+struct pool_change {
+    unsigned long n;     /* the change counter after this change; 0 = slot unused */
+    char id[LT_ID_SIZE]; /* the run that changed; "" = every run */
+};
+struct pool_changes {
+    unsigned long changes;                  /* the change counter when copied */
+    struct pool_change recent[POOL_RECENT]; /* the last changes, slot = n % POOL_RECENT */
+};
+/* Copies the change counter and the recent changes into out under the pool lock (one short
+ * hold, no store access). */
+void pool_changes_snapshot(struct pool *p, struct pool_changes *out);
+/* pool_changed_since answered from a snapshot: 1 when run id may have changed after `seen`
+ * (<= snap->changes), 0 when the changes since were all of other runs. Pure. */
+int pool_changes_has(const struct pool_changes *snap, const char *id, unsigned long seen);
 
 /* 1 when run id may have changed after the change counter was `seen` (a value pool_wait_change
  * returned, <= the current one): a change of that run, of every run (shutdown), or one too far

@@ -158,14 +158,20 @@ enum auth_result routes_authorize(struct app *app, const char *authorization, en
     return ar;
 }
 
+size_t routes_body_max(const struct http_route *r)
+{
+    /* A slash command form is a few hundred bytes: no need to take a megabyte from anyone. */
+    return r->fn == slack_h_command ? SLACK_FORM_MAX_BYTES : HTTP_BODY_MAX;
+}
+
 unsigned long routes_wait_change(struct app *app, unsigned long seen, int timeout_ms)
 {
     return pool_wait_change(app->pool, seen, timeout_ms);
 }
 
-int routes_changed_since(struct app *app, const char *key, unsigned long seen)
+void routes_changes_snapshot(struct app *app, struct pool_changes *out)
 {
-    return pool_changed_since(app->pool, key, seen);
+    pool_changes_snapshot(app->pool, out);
 }
 
 struct target_check {
@@ -574,8 +580,10 @@ static void h_get_run(struct http_request *req, struct http_response *resp)
         fetch_run(req, resp, &r) != 0)
         return;
     run_etag(&r, resp->etag, sizeof(resp->etag), NULL);
-    if (etag_matches(req, resp->etag) && wait_s > 0 && req->may_hold) {
-        resp->hold_ms = (int)wait_s * 1000; /* no news yet: called again on a change */
+    if (etag_matches(req, resp->etag) && wait_s > 0 && req->may_hold &&
+        !run_status_is_final(r.status)) {
+        /* No news yet: called again on a change. A final run never changes: 304 at once. */
+        resp->hold_ms = (int)wait_s * 1000;
         snprintf(resp->hold_key, sizeof(resp->hold_key), "%s", r.id);
     } else if (etag_matches(req, resp->etag))
         resp->status = 304;

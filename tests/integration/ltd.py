@@ -215,6 +215,37 @@ def free_port():
     return port
 
 
+def send_partial(port, method, path, headers, body_part=b"", timeout=10):
+    """Sends a request's head (headers: dict, e.g. a Content-Length larger than body_part) and
+    only body_part of its body on a new connection, then reads what the daemon answers before the
+    rest of the body: returns an Answer, or None when the connection ended without an answer.
+    An answer here proves the daemon decided without reading the rest of the body."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        head = "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n" % (method, path)
+        head += "".join("%s: %s\r\n" % kv for kv in headers.items()) + "\r\n"
+        s.sendall(head.encode() + body_part)
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+            top, sep, rest = data.partition(b"\r\n\r\n")
+            if sep:
+                hdrs = [tuple(x.strip() for x in line.split(":", 1))
+                        for line in top.decode("latin-1").split("\r\n")[1:]]
+                n = int(dict((k.lower(), v) for k, v in hdrs).get("content-length", "0"))
+                if len(rest) >= n:
+                    return Answer(int(top.split(b" ", 2)[1]), hdrs, rest[:n])
+        return None
+    finally:
+        s.close()
+
+
 def capacity_spec(url, duration=2, users=2, rate=10, name=None, timeout_ms=None, **extra):
     """A capacity spec aimed at url; extra keys are set at the top level (e.g. thresholds)."""
     s = {"kind": "capacity", "target": {"url": url},

@@ -204,32 +204,37 @@ def test_api_rate_limit_per_token():
 
 def test_long_poll_is_charged_once():
     """A long-poll (?wait=) held until its deadline is resumed and handled again: it must cost
-    one request, not one per resumption."""
+    one request, not one per resumption. The poll is on a queued run (behind a long one, with
+    --max-concurrent-runs 1): its document does not change, so the poll is held its whole wait
+    (a finished run's poll would answer at once)."""
     fd, path = tempfile.mkstemp(prefix="ltd-tokens-")
     os.close(fd)
     write_file(path, "write %s\nread %s\n" % (OLD, OTHER))
-    d = ltd.Daemon(ARGS, extra=["--token-file", path, "--api-rate", "1", "--api-burst", "2"])
+    d = ltd.Daemon(ARGS, extra=["--token-file", path, "--api-rate", "1", "--api-burst", "2",
+                                "--max-concurrent-runs", "1"])
     try:
         setup = {"Authorization": "Bearer " + OLD}
+        blocker = d.post("/v1/runs", capacity(free_port(), duration=60), headers=setup)
+        assert blocker.status == 202, blocker
+        time.sleep(1.1)  # the setup token's bucket refills between its requests
         a = d.post("/v1/runs", capacity(free_port()), headers=setup)
-        assert a.status == 202, a
+        assert a.status == 202 and a.json["status"] == "queued", a
         run_id = a.json["id"]
-        deadline = time.time() + 60
-        while True:  # the setup token may hit its own limit while polling: that is fine
-            a = d.get("/v1/runs/" + run_id, headers=setup)
-            if a.status == 200 and a.json["finished_at"] is not None:
-                break
-            assert time.time() < deadline, a
-            time.sleep(0.5)
+        time.sleep(1.1)
+        a = d.get("/v1/runs/" + run_id, headers=setup)
+        assert a.status == 200 and a.json["status"] == "queued", a
         etag = a.header("ETag")
         # The other token's bucket is full (2). The long-poll takes 1 and is held for 2 s while
         # the bucket refills to 2; charged again on resumption it would leave 1.
         hdr = {"Authorization": "Bearer " + OTHER, "If-None-Match": etag}
+        t0 = time.time()
         a = d.get("/v1/runs/%s?wait=2" % run_id, headers=hdr)
-        assert a.status == 304, a
+        assert a.status == 304 and time.time() - t0 >= 1.9, (a, time.time() - t0)
         hdr = {"Authorization": "Bearer " + OTHER}
         assert d.get("/v1/version", headers=hdr).status == 200
         assert d.get("/v1/version", headers=hdr).status == 200
+        time.sleep(1.1)
+        d.post("/v1/runs/%s/cancel" % blocker.json["id"], headers=setup)
     finally:
         d.stop()
         os.unlink(path)

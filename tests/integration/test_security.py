@@ -60,6 +60,31 @@ def test_tokens():
     assert "auth=bearer" in log and "tokens=2" in log
 
 
+def test_unauthorized_bodies_are_not_read():
+    """A 2 MiB body without a token (or with a read token on a write route) is refused before it
+    is read: the answer arrives after only 1 KiB of it was sent, and the daemon logs bytes_in=0."""
+    path = token_file()
+    d = ltd.Daemon(ARGS, extra=["--token-file", path])
+    api = ltd.openapi(ARGS.source)
+    try:
+        big = {"Content-Length": 2 << 20, "Content-Type": "application/json"}
+        for extra, status in (({}, 401), ({"Authorization": "Bearer wrong-token-0000000000"}, 401),
+                              ({"Authorization": "Bearer " + READ}, 403)):
+            a = ltd.send_partial(d.port, "POST", "/v1/runs", dict(big, **extra), b"{" * 1024)
+            assert a is not None and a.status == status, (extra.keys(), a)
+            api.validate("POST", "/v1/runs", a.status, dict(a.headers), a.raw)
+            if status == 401:
+                assert a.header("WWW-Authenticate").startswith("Bearer"), a
+        lines = [x for x in d.log_text().splitlines() if "path=/v1/runs status=40" in x]
+        assert len(lines) == 3 and all("bytes_in=0" in x for x in lines), lines
+        # Without a body, a refusal keeps the connection: the next request on it is answered.
+        assert d.get("/v1/runs").status == 401
+        assert d.get("/healthz").status == 200
+    finally:
+        d.stop()
+        os.unlink(path)
+
+
 def test_bad_token_files_refused():
     for content, why in (("read short\n", "16"), ("admin %s\n" % WRITE, "role"),
                          ("# nothing\n", "no token"), ("write a b c\n", "expected")):
@@ -132,6 +157,7 @@ def test_operator_allowlist():
 
 
 if __name__ == "__main__":
-    sys.exit(ltd.run_tests([test_tokens, test_bad_token_files_refused,
+    sys.exit(ltd.run_tests([test_tokens, test_unauthorized_bodies_are_not_read,
+                            test_bad_token_files_refused,
                             test_no_tokens_means_loopback_only, test_default_allowlist_is_loopback,
                             test_operator_allowlist]))

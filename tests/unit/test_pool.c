@@ -4,6 +4,8 @@
  * cancelled, then passes, fails or errors as its spec says.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +291,15 @@ static void test_changes_by_run_and_totals(void)
     CHECK(pool_changed_since(p, a, c0) == 1);
     CHECK(pool_changed_since(p, b, c0) == 0);
     CHECK(pool_changed_since(p, b, c0 - 100000) == 1); /* too far back: maybe */
+    /* The same answers from one copy of the ring (what the HTTP waiter uses). */
+    static struct pool_changes snap;
+    pool_changes_snapshot(p, &snap);
+    CHECK(snap.changes >= c1);
+    CHECK(pool_changes_has(&snap, a, c0) == 1);
+    CHECK(pool_changes_has(&snap, b, c0) == 0);
+    CHECK(pool_changes_has(&snap, b, before) == 1);
+    CHECK(pool_changes_has(&snap, a, snap.changes) == 0);
+    CHECK(pool_changes_has(&snap, b, c0 - 100000) == 1);
     CHECK(pool_cancel(p, b) == LT_OK);
     CHECK(pool_changed_since(p, b, c1) == 1);
     CHECK(pool_cancel(p, a) == LT_OK);
@@ -304,13 +315,132 @@ static void test_changes_by_run_and_totals(void)
     remove_store(path);
 }
 
+struct slow_submit {
+    struct pool *p;
+    char id[LT_ID_SIZE];
+    atomic_int done;
+    lt_status st;
+};
+
+static void *slow_submit_main(void *arg)
+{
+    struct slow_submit *ss = arg;
+
+    ss->st = submit(ss->p, 20, "pass", ss->id);
+    atomic_store(&ss->done, 1);
+    return NULL;
+}
+
+/* A submit whose store insert waits (another connection holds the write lock, so SQLite waits
+ * up to its busy timeout) does not hold the pool lock meanwhile: pool_counts, pool_changed_since
+ * and pool_cancel answer while it still waits, and its slot counts against the capacity. */
+static void test_slow_insert_does_not_block_the_pool(void)
+{
+    char path[256], r1[LT_ID_SIZE];
+    struct store *st = open_store(path, sizeof(path));
+    struct pool_config cfg = {.max_concurrent = 1, .max_queued = 1};
+    struct slow_submit ss = {.st = LT_ERR_INTERNAL};
+    struct pool *p;
+    sqlite3 *db = NULL;
+    pthread_t th;
+    int running = -1, queued = -1;
+
+    REQUIRE(st != NULL);
+    p = pool_new(st, &cfg);
+    REQUIRE(p != NULL);
+    CHECK(submit(p, 10000, "pass", r1) == LT_OK);
+    CHECK(wait_status(st, r1, RUN_RUNNING, 2000));
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    ss.p = p;
+    atomic_init(&ss.done, 0);
+    REQUIRE(pthread_create(&th, NULL, slow_submit_main, &ss) == 0);
+    sleep_ms(300); /* the submit is now waiting in the store (its busy timeout is 5 s) */
+    pool_counts(p, &running, &queued);
+    CHECK(pool_changed_since(p, r1, 0) == 1);
+    CHECK(pool_cancel(p, "r00000000000000000000") == LT_ERR_NOT_FOUND);
+    CHECK(atomic_load(&ss.done) == 0);  /* all of the above answered while it waited */
+    CHECK(running == 1 && queued == 1); /* the pending submit holds its slot */
+    char r3[LT_ID_SIZE];
+    CHECK(submit(p, 20, "pass", r3) == LT_ERR_TOO_MANY_RUNS); /* 1 running + 1 pending = full */
+    CHECK(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    pthread_join(th, NULL);
+    CHECK(ss.st == LT_OK);
+    CHECK(status_of(st, ss.id) == RUN_QUEUED);
+    pool_counts(p, &running, &queued);
+    CHECK(running == 1 && queued == 1);
+    CHECK(pool_cancel(p, ss.id) == LT_OK);
+    CHECK(status_of(st, ss.id) == RUN_CANCELLED);
+    pool_free(p);
+    store_free(st);
+    remove_store(path);
+}
+
+/* pool_changes_has on a hand-made snapshot: changes of other runs, of every run (""), and slots
+ * overwritten since (n does not match: maybe). */
+static void test_changes_has_pure(void)
+{
+    static struct pool_changes snap;
+    const char *ids[] = {"x", "y", "x", "", "y"};
+
+    memset(&snap, 0, sizeof(snap));
+    for (unsigned long n = 1; n <= 5; n++) {
+        snap.recent[n % POOL_RECENT].n = n;
+        strcpy(snap.recent[n % POOL_RECENT].id, ids[n - 1]);
+    }
+    snap.changes = 5;
+    CHECK(pool_changes_has(&snap, "x", 5) == 0); /* nothing since */
+    CHECK(pool_changes_has(&snap, "x", 4) == 0); /* only y since */
+    CHECK(pool_changes_has(&snap, "y", 4) == 1);
+    CHECK(pool_changes_has(&snap, "z", 3) == 1); /* 4 was of every run */
+    CHECK(pool_changes_has(&snap, "x", 1) == 1);
+    snap.recent[5 % POOL_RECENT].n = 5 + POOL_RECENT; /* overwritten: cannot tell */
+    CHECK(pool_changes_has(&snap, "x", 4) == 1);
+    snap.changes = 5 + POOL_RECENT;
+    CHECK(pool_changes_has(&snap, "x", 4) == 1); /* too far back */
+}
+
+/* After pool_stop the pool is still usable by HTTP requests in progress: submits are refused
+ * (and stored nowhere), cancels find nothing, counts are 0; a second stop is harmless. */
+static void test_stop_keeps_pool_valid(void)
+{
+    char path[256], r1[LT_ID_SIZE], r2[LT_ID_SIZE];
+    struct store *st = open_store(path, sizeof(path));
+    struct pool_config cfg = {.max_concurrent = 1, .max_queued = 5};
+    struct pool *p;
+    int running = -1, queued = -1;
+
+    REQUIRE(st != NULL);
+    p = pool_new(st, &cfg);
+    REQUIRE(p != NULL);
+    CHECK(submit(p, 10000, "pass", r1) == LT_OK);
+    CHECK(wait_status(st, r1, RUN_RUNNING, 2000));
+    pool_stop(p);
+    CHECK(status_of(st, r1) == RUN_CANCELLED);
+    CHECK(submit(p, 100, "pass", r2) == LT_ERR_UNAVAILABLE);
+    CHECK(status_of(st, r2) == -1);
+    CHECK(pool_cancel(p, r1) == LT_ERR_NOT_FOUND);
+    pool_counts(p, &running, &queued);
+    CHECK(running == 0 && queued == 0);
+    unsigned long c = pool_wait_change(p, 0, 0);
+    CHECK(pool_wait_change(p, c, 10) == c);
+    pool_stop(p);
+    pool_free(p);
+    store_free(st);
+    remove_store(path);
+}
+
 int main(void)
 {
     lt_log_set_quiet(1);
     RUN(test_outcomes);
     RUN(test_queue_bounds_and_cancel);
     RUN(test_shutdown_cancels_queued);
+    RUN(test_stop_keeps_pool_valid);
     RUN(test_many_concurrent_submits);
     RUN(test_changes_by_run_and_totals);
+    RUN(test_changes_has_pure);
+    RUN(test_slow_insert_does_not_block_the_pool);
     return harness_report();
 }
