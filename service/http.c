@@ -4,16 +4,16 @@
  * Threads: libmicrohttpd runs `threads` internal threads, each with its own epoll loop over its
  * share of the connections. Each request gets a struct req_ctx (owned by the connection,
  * freed in on_completed). On the first call for a request (headers complete, no body read yet)
- * `admit` matches the route and checks the token and the announced Content-Length against the
- * route's cap (routes_body_max: HTTP_BODY_MAX or smaller). A request it refuses (404, 405, 401,
- * 403, 413) that announces a body is answered at once, before any of the body is read, and
- * libmicrohttpd closes the connection after the answer (it reads none of that body), so an
- * unauthenticated client cannot make the daemon buffer a body; one without a body is answered on
- * the next call as usual, keeping the connection. An admitted request's body accumulates in
- * req_ctx up to the cap; a chunked body that grows past it ends the connection at once, without
- * an answer (libmicrohttpd 0.9.75 cannot queue one in the middle of a body; logged as 413).
- * Handlers run on these threads, so they must never wait for a run; they only validate, talk to the
- * store and enqueue.
+ * `admit` matches the route, checks the token, charges the API rate limit (once per request) and
+ * checks the announced Content-Length against the route's cap (routes_body_max: HTTP_BODY_MAX or
+ * smaller). A request it refuses (404, 405, 401, 403, 429, 413) that announces a body is answered
+ * at once, before any of the body is read, and libmicrohttpd closes the connection after the answer
+ * (it reads none of that body), so an unauthenticated client cannot make the daemon buffer a body;
+ * one without a body is answered on the next call as usual, keeping the connection. An admitted
+ * request's body accumulates in req_ctx up to the cap; a chunked body that grows past it ends the
+ * connection at once, without an answer (libmicrohttpd 0.9.75 cannot queue one in the middle of a
+ * body; logged as 413). Handlers run on these threads, so they must never wait for a run; they only
+ * validate, talk to the store and enqueue.
  *
  * Long-polls (DESIGN): a handler with no news yet sets resp->hold_ms instead of answering. The
  * HTTP thread then suspends the connection (MHD_suspend_connection; libmicrohttpd stops polling
@@ -29,13 +29,13 @@
  *   the hold fields of every req_ctx; hold_cond wakes http_quiesce when nunfinished drops to 0.
  *   Order: hold_lock, then libmicrohttpd's own locks (suspend and resume are called with
  *   hold_lock held). hold_lock is never held while calling into the pool: the waiter takes its
- *   snapshot first, so a slow pool lock (pool_submit holds it across a store insert, an fsync)
- *   never reaches hold_lock. Requests that are not long-polls never take hold_lock:
- *   hold_allowed reads the atomic `stopping` and the request's own deadline (written only by the
- *   request's own thread, in hold_request).
- * Cap: at most HTTP_HOLD_MAX requests are held; past it the handler is called with
- *   may_hold = 0 and answers at once (held connections count against the limit of 1024).
- * Metrics: every answered request is counted in on_completed (metrics.c, atomics).
+ *   snapshot first, so a slow pool lock (a cancel of a queued run holds it across a store
+ *   write, an fsync) never reaches hold_lock. Requests that are not long-polls never take
+ * hold_lock: hold_allowed reads the atomic `stopping` and the request's own deadline (written only
+ * by the request's own thread, in hold_request). Cap: at most HTTP_HOLD_MAX requests are held; past
+ * it the handler is called with may_hold = 0 and answers at once (held connections count against
+ * the limit of 1024). Metrics: every answered request is counted in on_completed (metrics.c,
+ * atomics).
  */
 #define _GNU_SOURCE
 #include "http.h"
@@ -94,9 +94,7 @@ struct req_ctx {
     char method[12];
     char path[160]; /* sanitised for the log line */
     size_t bytes_in;
-    int route_row;    /* index of the matched route pattern in the table, -1 when none */
-    int rate_counted; /* the API rate limit has charged this request (a resumed long-poll or a
-                         second dispatch is not charged again) */
+    int route_row; /* index of the matched route pattern in the table, -1 when none */
     const struct http_route *route; /* set by admit: the route whose handler answers */
     int refused;                    /* admit refused it; the answer is in refusal */
     struct http_response refusal;   /* owned while refused and not sent */
@@ -332,9 +330,9 @@ static size_t route_body_max(const struct http_route *r)
 }
 
 /* Admission, on the first call for a request (headers complete, no body read yet): matches the
- * route, checks the token, and refuses a Content-Length over the route's cap. Returns 0 with
- * ctx->route and ctx->id set; -1 with the error answer (404, 405, 401, 403, 413) in resp, to be
- * sent before any of the body is read. */
+ * route, checks the token, charges the API rate limit and refuses a Content-Length over the
+ * route's cap. Returns 0 with ctx->route and ctx->id set; -1 with the error answer (404, 405,
+ * 401, 403, 429, 413) in resp, to be sent before any of the body is read. */
 static int admit(struct http_server *s, struct MHD_Connection *conn, struct req_ctx *ctx,
                  const char *url, const char *method, struct http_response *resp)
 {
@@ -359,8 +357,7 @@ static int admit(struct http_server *s, struct MHD_Connection *conn, struct req_
         int retry_after = 0;
         enum auth_result ar = routes_authorize(
             s->app, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), r->need,
-            peer ? peer->client_addr : NULL, ctx->rate_counted ? NULL : &retry_after);
-        ctx->rate_counted = 1;
+            peer ? peer->client_addr : NULL, &retry_after);
         if (ar == AUTH_LIMITED) {
             resp->retry_after_s = retry_after;
             http_fail(resp, LT_ERR_RATE_LIMITED, NULL,

@@ -78,8 +78,8 @@ struct sockaddr;
 /* Implemented by the routes module: checks the Authorization header (may be NULL) of a request
  * against need with the tokens in force, then the API rate limit of the client (its token, or
  * peer, the client's address, when it has no valid token; routes with need AUTH_OPEN are never
- * limited). AUTH_LIMITED sets *retry_after_s. retry_after_s NULL: the request was already
- * charged (a resumed long-poll), so only the tokens are checked. */
+ * limited). AUTH_LIMITED sets *retry_after_s. Called once per request, when its headers arrive,
+ * so a long-poll resumed any number of times is charged once. */
 enum auth_result routes_authorize(struct app *app, const char *authorization, enum auth_need need,
                                   const struct sockaddr *peer, int *retry_after_s);
 

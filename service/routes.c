@@ -149,8 +149,8 @@ enum auth_result routes_authorize(struct app *app, const char *authorization, en
     enum auth_result ar = auth_check(app->auth, authorization, need);
     unsigned char key[APILIMIT_KEY_LEN];
 
-    /* /healthz (and every AUTH_OPEN route) is never limited; a request is charged once */
-    if (need == AUTH_OPEN || app->apilimit == NULL || retry_after_s == NULL)
+    /* /healthz (and every AUTH_OPEN route) is never limited */
+    if (need == AUTH_OPEN || app->apilimit == NULL)
         return ar;
     client_key(app, authorization, ar, peer, key);
     if (!apilimit_take(app->apilimit, key, lt_mono_ns(), retry_after_s))
