@@ -584,12 +584,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (ctx->status != 0)
         metrics_observe_api(s->metrics, ctx->route_row, ctx->method, ctx->status,
                             lt_mono_ns() - ctx->start_ns);
-    pthread_mutex_lock(&s->hold_lock);
-    /* A held connection is never completed while suspended (libmicrohttpd does not even notice
-     * a disconnect then), so it is no longer in the list here. */
-    if (ctx->hold_deadline_ns != 0 && --s->nunfinished == 0)
-        pthread_cond_broadcast(&s->hold_cond);
-    pthread_mutex_unlock(&s->hold_lock);
+    /* hold_deadline_ns is written only by this request's thread, so a request that was never
+     * held needs no lock here. A held connection is never completed while suspended
+     * (libmicrohttpd does not even notice a disconnect then), so it is no longer in the list. */
+    if (ctx->hold_deadline_ns != 0) {
+        pthread_mutex_lock(&s->hold_lock);
+        if (--s->nunfinished == 0)
+            pthread_cond_broadcast(&s->hold_cond);
+        pthread_mutex_unlock(&s->hold_lock);
+    }
     lt_log("info", "http", "method=%s path=%s status=%d dur_ms=%.3f bytes_in=%zu%s%s%s",
            ctx->method, ctx->path, ctx->status, (double)(lt_mono_ns() - ctx->start_ns) / 1e6,
            ctx->bytes_in, ctx->run[0] ? " run=" : "", ctx->run,
