@@ -635,7 +635,8 @@ static void h_timeseries(struct http_request *req, struct http_response *resp)
     snprintf(suffix, sizeof(suffix), "-ts%ld-%ld", since, limit);
     run_etag(&r, resp->etag, sizeof(resp->etag), suffix);
     if (etag_matches(req, resp->etag)) {
-        if (wait_s > 0 && req->may_hold) {
+        /* A finished run's series never changes: nothing to wait for. */
+        if (wait_s > 0 && req->may_hold && !run_status_is_final(r.status)) {
             resp->hold_ms = (int)wait_s * 1000;
             snprintf(resp->hold_key, sizeof(resp->hold_key), "%s", r.id);
         } else
