@@ -37,9 +37,10 @@
  * (pool_stop): stopping is set, queued jobs end cancelled, running jobs get their cancel flag
  * raised; run threads finish their job (runners stop within a second) and exit, and are joined. The
  * struct, its lock and its conditions stay valid: HTTP requests still in progress on open
- * connections may call pool_submit (LT_ERR_UNAVAILABLE), pool_cancel (not found), pool_counts (0)
- * and pool_wait_change until the HTTP server is stopped; only then does pool_free release the
- * memory. `stop_lock` makes pool_stop idempotent.
+ * connections may call pool_submit (LT_ERR_UNAVAILABLE), pool_cancel (not found), pool_counts (no
+ * running run; a submit still being admitted counts as queued until it gives up) and
+ * pool_wait_change until the HTTP server is stopped; only then does pool_free release the memory.
+ * `stop_lock` makes pool_stop idempotent.
  */
 #define _GNU_SOURCE
 #include "pool.h"
@@ -71,8 +72,8 @@ struct pool {
     pthread_t *threads;
     int nthreads;
 
-    pthread_mutex_t lock; /* guards: queue_head, queue_tail, running, nqueued, nrunning,
-                             stopping, changes, recent */
+    pthread_mutex_t lock; /* guards: queue_head, queue_tail, running, pending, nqueued,
+                             nrunning, npending, stopping, changes, recent */
     pthread_cond_t work;
     pthread_cond_t changed;
     struct job *queue_head;

@@ -40,8 +40,9 @@ struct pool *pool_new(struct store *st, const struct pool_config *cfg);
 
 /* Cancels every run (running ones end "cancelled" with their partial results stored, queued
  * ones end "cancelled" without starting) and joins the run threads. The pool stays valid: after
- * it pool_submit answers LT_ERR_UNAVAILABLE, pool_cancel LT_ERR_NOT_FOUND and pool_counts 0, so
- * HTTP requests still in progress may call them until the server is stopped. Idempotent; NULL
+ * it pool_submit answers LT_ERR_UNAVAILABLE, pool_cancel LT_ERR_NOT_FOUND and pool_counts no
+ * running run (a submit still being admitted counts as queued until it gives up), so HTTP
+ * requests still in progress may call them until the server is stopped. Idempotent; NULL
  * allowed. */
 void pool_stop(struct pool *p);
 
