@@ -25,6 +25,26 @@ int64_t lt_mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+int lt_cond_init_mono(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
+
+    if (rc != 0)
+        return rc;
+    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
+void lt_mono_timespec(int64_t mono_ns, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(mono_ns / 1000000000LL);
+    ts->tv_nsec = (long)(mono_ns % 1000000000LL);
+}
+
 void lt_random_bytes(void *buf, size_t n)
 {
     unsigned char *p = buf;

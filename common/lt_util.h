@@ -4,8 +4,10 @@
 #ifndef LT_UTIL_H
 #define LT_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define LT_ID_LEN    21 /* "r" + 20 hex digits + NUL = 22 bytes; see lt_new_run_id */
 #define LT_ID_SIZE   24
@@ -15,6 +17,13 @@
 int64_t lt_now_ms(void);
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 int64_t lt_mono_ns(void);
+
+/* Initialises c to time its waits on CLOCK_MONOTONIC, so that a step of the wall clock neither
+ * stretches nor cuts a timed wait. Returns pthread_cond_init's result. */
+int lt_cond_init_mono(pthread_cond_t *c);
+/* The deadline for pthread_cond_timedwait on a lt_cond_init_mono condition: mono_ns on the
+ * lt_mono_ns clock. */
+void lt_mono_timespec(int64_t mono_ns, struct timespec *ts);
 
 /* Writes a new run id ("r" + 12 hex digits of ms time + 8 random hex digits) into buf. Ids sort
  * by creation time. */

@@ -727,7 +727,7 @@ struct http_server *http_start(const char *host, int port, int threads,
         return NULL;
     }
     pthread_mutex_init(&s->hold_lock, NULL);
-    pthread_cond_init(&s->hold_cond, NULL);
+    lt_cond_init_mono(&s->hold_cond);
     atomic_init(&s->nheld, 0);
     atomic_init(&s->stopping, 0);
     atomic_init(&s->changes, routes_wait_change(app, 0, 0));
@@ -771,8 +771,7 @@ static void release_all(struct http_server *s)
         pthread_join(s->waiter, NULL);
         s->waiter_started = 0;
     }
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += DRAIN_MS / 1000;
+    lt_mono_timespec(lt_mono_ns() + (int64_t)DRAIN_MS * 1000000, &until);
     pthread_mutex_lock(&s->hold_lock);
     while (s->nunfinished > 0 && s->mhd) {
         if (pthread_cond_timedwait(&s->hold_cond, &s->hold_lock, &until) != 0)

@@ -754,12 +754,6 @@ out:
     return wait;
 }
 
-static void timespec_at(struct timespec *ts, int64_t mono_ns)
-{
-    ts->tv_sec = (time_t)(mono_ns / 1000000000LL);
-    ts->tv_nsec = (long)(mono_ns % 1000000000LL);
-}
-
 /* Unlinks and returns the queued delivery due first (NULL when the queue is empty). Caller holds
  * the lock. With take = 0 it is only returned. */
 static struct delivery *earliest_locked(struct notifier *n, int take)
@@ -834,7 +828,7 @@ static void *notifier_thread(void *arg)
         struct delivery *d = earliest_locked(n, 0);
         if (d == NULL || d->due_ns > now) {
             int64_t until = d && d->due_ns < next_sweep ? d->due_ns : next_sweep;
-            timespec_at(&ts, until);
+            lt_mono_timespec(until, &ts);
             pthread_cond_timedwait(&n->wake, &n->lock, &ts);
             continue;
         }
@@ -859,7 +853,6 @@ static void *notifier_thread(void *arg)
 struct notifier *notifier_new(struct store *st, struct lt_allow_slot *allow)
 {
     struct notifier *n = calloc(1, sizeof(*n));
-    pthread_condattr_t ca;
 
     if (n == NULL)
         return NULL;
@@ -867,10 +860,7 @@ struct notifier *notifier_new(struct store *st, struct lt_allow_slot *allow)
     n->store = st;
     n->allow = allow;
     pthread_mutex_init(&n->lock, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* lt_mono_ns is CLOCK_MONOTONIC */
-    pthread_cond_init(&n->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    lt_cond_init_mono(&n->wake);
     if (pthread_create(&n->thread, NULL, notifier_thread, n) != 0) {
         pthread_cond_destroy(&n->wake);
         pthread_mutex_destroy(&n->lock);

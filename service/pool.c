@@ -389,8 +389,8 @@ struct pool *pool_new(struct store *st, const struct pool_config *cfg)
     }
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->stop_lock, NULL);
-    pthread_cond_init(&p->work, NULL);
-    pthread_cond_init(&p->changed, NULL);
+    pthread_cond_init(&p->work, NULL); /* never waited on with a timeout */
+    lt_cond_init_mono(&p->changed);
     p->threads = calloc((size_t)cfg->max_concurrent, sizeof(pthread_t));
     if (p->threads == NULL)
         goto fail;
@@ -646,13 +646,7 @@ unsigned long pool_wait_change(struct pool *p, unsigned long seen, int timeout_m
     struct timespec deadline;
     unsigned long now;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    lt_mono_timespec(lt_mono_ns() + (int64_t)timeout_ms * 1000000, &deadline);
     pthread_mutex_lock(&p->lock);
     while (p->changes == seen) {
         if (pthread_cond_timedwait(&p->changed, &p->lock, &deadline) != 0)
